@@ -1,0 +1,48 @@
+"""poisson-nmf: Bayesian Poisson non-negative matrix factorisation in PyMC.
+
+V ~ Poisson(WH) with optional Gamma priors on W and H. The MAP estimate under flat
+priors is the KL-minimising NMF solution (Lee & Seung 1999); full posterior sampling
+gives uncertainty on the factors, and ArviZ diagnostics say whether to trust it.
+
+The NumPy/SciPy layers (data, math, KL solver) import without PyMC; the PyMC layers
+are imported on first use.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+from .data import Counts, ZeroRowsColumnsWarning, as_counts, check_n_components
+from .datasets import load_digits
+from .divergence import kl_divergence, loglik_constant, poisson_loglik
+from .priors import GammaPriors
+
+__version__ = "0.1.0"
+
+# name -> module, imported lazily so that `import poisson_nmf` stays light
+_LAZY: dict[str, str] = {}
+
+__all__ = [
+    "Counts",
+    "GammaPriors",
+    "ZeroRowsColumnsWarning",
+    "__version__",
+    "as_counts",
+    "check_n_components",
+    "kl_divergence",
+    "load_digits",
+    "loglik_constant",
+    "poisson_loglik",
+    *_LAZY,
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
