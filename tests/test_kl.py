@@ -1,0 +1,310 @@
+import warnings
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+import poisson_nmf as pnmf
+from poisson_nmf.kl import ConvergenceWarning, initial_factors, kl_nmf
+from tests.conftest import named_rng
+
+PRIORS = pnmf.GammaPriors(w_shape=1.5, w_rate=0.5, h_shape=2.0, h_rate=1.0)
+
+
+def poisson_lowrank(rng, F=40, N=30, K=3, scale=3.0):
+    W = rng.gamma(1.0, 1.0, size=(F, K))
+    H = rng.gamma(1.0, 1.0, size=(K, N))
+    return rng.poisson(scale * W @ H)
+
+
+def fit(V, K, **kw):
+    """kl_nmf with the budget warning silenced (tests that want it use pytest.warns)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return kl_nmf(V, K, **kw)
+
+
+def objective(V, W, H, priors=None, mask=None):
+    J = pnmf.kl_divergence(V, (W, H), mask=mask)
+    return J if priors is None else J + priors.penalty(W, H)
+
+
+def rank_one_map(V, priors):
+    """Closed-form MAP for K = 1 with scalar Gamma priors.
+
+    Stationarity gives w_f (S_h + b_w) = r_f + a_w - 1 and h_n (S_w + b_h) = c_n + a_h - 1
+    with S = sum; P = S_w S_h solves P^2 - (A + B + b_w b_h) P + A B = 0.
+    """
+    F, N = V.shape
+    aw, bw, ah, bh = priors.w_shape, priors.w_rate, priors.h_shape, priors.h_rate
+    r, c = V.sum(axis=1), V.sum(axis=0)
+    A, B = V.sum() + F * (aw - 1), V.sum() + N * (ah - 1)
+    s = A + B + bw * bh
+    P = (s - np.sqrt(s * s - 4 * A * B)) / 2
+    S_w, S_h = (A - P) / bw, (B - P) / bh
+    return ((r + aw - 1) / (S_h + bw))[:, None], ((c + ah - 1) / (S_w + bh))[None, :]
+
+
+@pytest.mark.parametrize("method", ["cd", "mu"])
+@pytest.mark.parametrize("priors", [None, PRIORS], ids=["plain", "penalised"])
+def test_objective_never_increases(method, priors):
+    rng = named_rng(f"test_objective_never_increases_{method}")
+    for seed in range(5):
+        V = poisson_lowrank(rng)
+        res = fit(V, 4, priors=priors, method=method, max_iter=150, tol=0.0, random_seed=seed)
+        h = res.history
+        assert h.size == res.n_iter >= 2
+        assert np.all(np.diff(h) <= 1e-12 * np.abs(h[1:]))
+        # the start is no better than the first iterate
+        W0, H0 = initial_factors(V, 4, random_seed=seed)
+        assert h[0] <= objective(V, W0, H0, priors)
+
+
+@pytest.mark.parametrize("method", ["cd", "mu"])
+@pytest.mark.parametrize("priors", [None, PRIORS], ids=["plain", "penalised"])
+def test_objective_is_kl_divergence_plus_penalty(method, priors):
+    rng = named_rng("test_objective_is_kl_divergence_plus_penalty")
+    V = poisson_lowrank(rng)
+    mask = rng.random(V.shape) < 0.1
+    res = fit(V, 3, priors=priors, method=method, mask=mask, max_iter=50, random_seed=1)
+    expected = objective(V, res.W, res.H, priors, mask)
+    assert res.objective == pytest.approx(expected, rel=1e-12)
+    assert res.history[-1] == pytest.approx(expected, rel=1e-10)
+    assert res.method == method
+    assert res.W.shape == (40, 3) and res.H.shape == (3, 30)
+    assert (res.W >= 0).all() and (res.H >= 0).all()
+
+
+@pytest.mark.parametrize("method", ["cd", "mu"])
+def test_recovers_exact_low_rank_counts(method):
+    rng = named_rng("test_recovers_exact_low_rank_counts")
+    W = rng.integers(0, 4, size=(30, 2))
+    H = rng.integers(0, 4, size=(2, 25))
+    W[:2], H[:, :2] = [[5, 0], [0, 5]], [[5, 0], [0, 5]]
+    V = W @ H
+    max_iter = 300 if method == "cd" else 3000
+    res = fit(V, 2, method=method, max_iter=max_iter, tol=1e-12, random_seed=0)
+    assert res.objective < 1e-6 * V.sum()
+    np.testing.assert_allclose(res.W @ res.H, V, atol=1e-3)
+
+
+@pytest.mark.parametrize("method", ["cd", "mu"])
+@pytest.mark.parametrize("priors", [None, PRIORS], ids=["plain", "penalised"])
+def test_sparse_equals_dense(method, priors):
+    rng = named_rng("test_sparse_equals_dense")
+    V = poisson_lowrank(rng, scale=0.5)
+    mask = rng.random(V.shape) < 0.1
+    dense = fit(V, 3, priors=priors, method=method, mask=mask, max_iter=60, random_seed=2)
+    for Vs in (sp.csr_array(V), sp.coo_matrix(V), sp.csc_array(V)):
+        sparse = fit(Vs, 3, priors=priors, method=method, mask=mask, max_iter=60, random_seed=2)
+        np.testing.assert_allclose(sparse.W, dense.W, rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(sparse.H, dense.H, rtol=1e-10, atol=1e-12)
+        assert sparse.objective == pytest.approx(dense.objective, rel=1e-12)
+
+
+def test_sparse_is_never_densified():
+    # a dense copy of this V would need 80 GB
+    rng = named_rng("test_sparse_is_never_densified")
+    n, nnz = 100_000, 3_000
+    V = sp.csr_array(
+        (rng.integers(1, 5, nnz).astype(float), (rng.integers(0, n, nnz), rng.integers(0, n, nnz))),
+        shape=(n, n),
+    )
+    res = fit(V, 2, max_iter=3, random_seed=0)
+    assert res.W.shape == (n, 2) and np.isfinite(res.objective)
+
+
+@pytest.mark.parametrize("method", ["cd", "mu"])
+def test_known_answer_with_priors(method):
+    rng = named_rng("test_known_answer_with_priors")
+    V = rng.poisson(4.0, size=(12, 9))
+    priors = pnmf.GammaPriors(w_shape=2.0, w_rate=0.5, h_shape=3.0, h_rate=2.0)
+    W, H = rank_one_map(V, priors)
+    max_iter = 500 if method == "cd" else 20_000
+    res = fit(V, 1, priors=priors, method=method, max_iter=max_iter, tol=1e-14, random_seed=0)
+    np.testing.assert_allclose(res.W, W, rtol=1e-6)
+    np.testing.assert_allclose(res.H, H, rtol=1e-6)
+    assert res.objective == pytest.approx(objective(V, W, H, priors), rel=1e-12)
+
+
+def test_exact_stationary_point_does_not_move():
+    rng = named_rng("test_exact_stationary_point_does_not_move")
+    V = rng.poisson(4.0, size=(12, 9))
+    priors = pnmf.GammaPriors(w_shape=2.0, w_rate=0.5, h_shape=3.0, h_rate=2.0)
+    W, H = rank_one_map(V, priors)
+    res = kl_nmf(V, 1, priors=priors, init=(W, H), tol=1e-12, max_iter=50)
+    assert res.converged
+    np.testing.assert_allclose(res.W, W, rtol=1e-12)
+    np.testing.assert_allclose(res.H, H, rtol=1e-12)
+
+
+@pytest.mark.parametrize("priors", [None, PRIORS], ids=["plain", "penalised"])
+def test_polishing_a_converged_fit_barely_moves_it(priors):
+    rng = named_rng("test_polishing_a_converged_fit_barely_moves_it")
+    V = poisson_lowrank(rng)
+    res = kl_nmf(V, 3, priors=priors, tol=1e-12, max_iter=5000, random_seed=0)
+    assert res.converged
+    again = kl_nmf(V, 3, priors=priors, init=(res.W, res.H), tol=1e-12, max_iter=5000)
+    assert again.converged
+    assert abs(again.objective - res.objective) <= 1e-10 * abs(res.objective)
+
+
+def test_mask_leaves_entries_out():
+    rng = named_rng("test_mask_leaves_entries_out")
+    V = poisson_lowrank(rng)
+    mask = rng.random(V.shape) < 0.2
+    V2 = V.astype(float)
+    V2[mask] = np.nan
+    V3 = V.copy()
+    V3[mask] = 1000
+    a = fit(V2, 3, mask=mask, max_iter=40, random_seed=3)
+    b = fit(V3, 3, mask=mask, max_iter=40, random_seed=3)
+    np.testing.assert_array_equal(a.W, b.W)
+    assert a.objective == b.objective == pytest.approx(objective(V, a.W, a.H, mask=mask), rel=1e-12)
+    c = fit(V, 3, max_iter=40, random_seed=3)
+    assert not np.allclose(a.W, c.W)
+
+
+def test_cd_leaves_zeros_that_mu_keeps():
+    # multiplicative updates never move an entry at exactly 0 (zero-lock); CD does
+    rng = named_rng("test_cd_leaves_zeros_that_mu_keeps")
+    V = poisson_lowrank(rng)
+    W0, H0 = initial_factors(V, 3, random_seed=0)
+    W0[:, 0] = 0.0
+    mu = fit(V, 3, init=(W0, H0), method="mu", max_iter=50)
+    cd = fit(V, 3, init=(W0, H0), method="cd", max_iter=50)
+    assert (mu.W[:, 0] == 0).all()
+    assert (cd.W[:, 0] > 0).any()
+    assert cd.objective < mu.objective
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_no_worse_than_sklearn_mu_from_the_same_start(seed):
+    from sklearn.decomposition import NMF
+
+    rng = named_rng("test_no_worse_than_sklearn_mu_from_the_same_start")
+    V = poisson_lowrank(rng, F=50, N=40, K=4)
+    W0, H0 = initial_factors(V, 4, random_seed=seed)
+    sk = NMF(
+        4, init="custom", beta_loss="kullback-leibler", solver="mu", max_iter=20_000, tol=1e-10
+    )
+    W = sk.fit_transform(V.astype(float), W=W0.copy(), H=H0.copy())
+    sk_obj = pnmf.kl_divergence(V, (W, sk.components_))
+    res = kl_nmf(V, 4, init=(W0, H0), tol=1e-10, max_iter=5000)
+    assert res.objective <= sk_obj * (1 + 1e-9)
+
+
+def test_restarts_keep_the_best_and_are_reproducible():
+    rng = named_rng("test_restarts_keep_the_best_and_are_reproducible")
+    V = poisson_lowrank(rng, K=5)
+    best = fit(V, 5, n_restarts=4, max_iter=100, random_seed=7)
+    again = fit(V, 5, n_restarts=4, max_iter=100, random_seed=7)
+    np.testing.assert_array_equal(best.W, again.W)
+    first = fit(V, 5, max_iter=100, random_seed=7)
+    others = [
+        fit(V, 5, init=initial_factors(V, 5, random_seed=r), max_iter=100)
+        for r in np.random.default_rng(7).spawn(3)
+    ]
+    assert best.objective == min(r.objective for r in [first, *others])
+
+
+def test_initial_factors_is_the_seeded_start():
+    rng = named_rng("test_initial_factors_is_the_seeded_start")
+    V = poisson_lowrank(rng)
+    W0, H0 = initial_factors(V, 3, random_seed=11)
+    assert W0.shape == (40, 3) and H0.shape == (3, 30)
+    assert (W0 > 0).all() and (H0 > 0).all()
+    assert (W0 @ H0).mean() == pytest.approx(V.mean(), rel=0.3)
+    a = fit(V, 3, max_iter=5, random_seed=11)
+    b = fit(V, 3, init=(W0, H0), max_iter=5)
+    np.testing.assert_array_equal(a.W, b.W)
+
+
+def test_warns_when_the_budget_runs_out():
+    rng = named_rng("test_warns_when_the_budget_runs_out")
+    V = poisson_lowrank(rng)
+    with pytest.warns(ConvergenceWarning, match=r"stopped at max_iter=2 before"):
+        res = kl_nmf(V, 3, max_iter=2, random_seed=0)
+    assert not res.converged and res.n_iter == 2
+
+
+def test_accepts_dataarray_and_counts(digits, digits_counts):
+    a = fit(digits, 4, max_iter=3, random_seed=0)
+    b = fit(digits_counts, 4, max_iter=3, random_seed=0)
+    np.testing.assert_array_equal(a.W, b.W)
+
+
+def test_exported_at_top_level():
+    assert pnmf.kl_nmf is kl_nmf
+    assert pnmf.KLResult is type(fit(np.eye(3, dtype=int), 1, max_iter=2))
+    assert pnmf.ConvergenceWarning is ConvergenceWarning
+
+
+V_SMALL = np.array([[1, 2, 0], [0, 3, 1]])
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "exc", "match"),
+    [
+        ({"init": (np.ones((2, 3)), np.ones((2, 3)))}, ValueError, r"init W0 has shape \(2, 3\)"),
+        ({"init": (np.ones((2, 2)), np.ones((3, 3)))}, ValueError, r"init H0 has shape \(3, 3\)"),
+        ({"init": (-np.ones((2, 2)), np.ones((2, 3)))}, ValueError, "init W0 contains negative"),
+        ({"init": (np.full((2, 2), np.nan), np.ones((2, 3)))}, ValueError, "W0 contains NaN"),
+        ({"init": np.ones((2, 2))}, TypeError, "init must be None or a pair"),
+        ({"init": (np.zeros((2, 2)), np.ones((2, 3)))}, ValueError, "infinite objective"),
+        (
+            {"init": (np.zeros((2, 2)), np.ones((2, 3))), "priors": PRIORS},
+            ValueError,
+            "init W0 has zeros where the prior shape is > 1",
+        ),
+        (
+            {"init": (np.ones((2, 2)), np.ones((2, 3))), "n_restarts": 2},
+            ValueError,
+            "init and n_restarts > 1 exclude each other",
+        ),
+        ({"method": "als"}, ValueError, r"method must be one of \('cd', 'mu'\)"),
+        ({"max_iter": 0}, ValueError, "max_iter must be a positive integer"),
+        ({"tol": -1.0}, ValueError, "tol must be a finite number >= 0"),
+        ({"n_restarts": 0}, ValueError, "n_restarts must be a positive integer"),
+        ({"priors": pnmf.GammaPriors(w_shape=0.5)}, ValueError, "w_shape < 1 has no mode"),
+        ({"priors": "gamma"}, TypeError, "priors must be a GammaPriors or None"),
+    ],
+)
+def test_bad_arguments_raise_with_a_message(kwargs, exc, match):
+    with pytest.raises(exc, match=match):
+        kl_nmf(V_SMALL, 2, **kwargs)
+
+
+def test_bad_n_components():
+    with pytest.raises(TypeError, match="n_components must be a positive integer"):
+        kl_nmf(V_SMALL, 1.5)
+
+
+@pytest.mark.slow
+def test_restarts_match_the_best_of_ten_long_sklearn_runs(digits):
+    from sklearn.decomposition import NMF
+
+    X = digits.values.astype(float)
+    res = kl_nmf(digits, 10, n_restarts=10, random_seed=0)
+    best = np.inf
+    for seed in range(10):
+        sk = NMF(10, init="random", random_state=seed, beta_loss="kullback-leibler")
+        sk.set_params(solver="mu", max_iter=5000, tol=0.0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            W = sk.fit_transform(X)
+        best = min(best, pnmf.kl_divergence(digits, (W, sk.components_)))
+    assert res.objective <= best
+
+
+def test_benchmark_script_runs_quick(capsys):
+    import runpy
+    from pathlib import Path
+
+    path = Path(__file__).parents[1] / "benchmarks" / "kl_vs_sklearn.py"
+    bench = runpy.run_path(str(path), run_name="benchmark")
+    results = bench["main"](["--quick", "--starts", "1"])
+    out = capsys.readouterr().out
+    assert out.rstrip().splitlines()[-1].startswith("sparse start 0:")
+    for rows in results.values():
+        assert all(r.full_obj <= r.sk_obj for r in rows)
