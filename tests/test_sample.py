@@ -1,0 +1,185 @@
+import json
+
+import numpy as np
+import pytest
+
+import poisson_nmf as pnmf
+from poisson_nmf.model import build_model
+from poisson_nmf.sample import (
+    MultipleModesWarning,
+    detect_modes,
+    log_density,
+    posterior_summary,
+    sample_posterior,
+    select_chains,
+)
+from tests.conftest import named_rng
+
+SMALL = {"draws": 60, "tune": 60, "chains": 2}
+
+
+@pytest.fixture(scope="module")
+def small_counts():
+    rng = named_rng("small_counts")
+    W = rng.gamma(1.0, 1.0, (30, 2)) + 0.1
+    H = rng.gamma(1.0, 3.0, (2, 12)) + 0.1
+    return rng.poisson(W @ H)
+
+
+@pytest.fixture(scope="module")
+def small_tree(small_counts):
+    return sample_posterior(small_counts, 2, random_seed=7, **SMALL)
+
+
+@pytest.mark.parametrize(
+    ("priors", "masked"),
+    [
+        (pnmf.GammaPriors(), False),
+        (pnmf.GammaPriors(w_shape=0.7, w_rate=[1.0, 2.0], h_shape=2.0, h_rate=0.5), False),
+        (pnmf.GammaPriors(w_shape=1.5), True),
+    ],
+)
+def test_log_density_equals_pymc(small_counts, priors, masked):
+    rng = named_rng("test_log_density_equals_pymc")
+    mask = rng.random(small_counts.shape) < 0.2 if masked else None
+    dens = log_density(small_counts, 2, priors=priors, mask=mask)
+    model = build_model(small_counts, 2, priors=priors, mask=mask, likelihood="dense")
+    logp, dlogp = model.compile_logp(), model.compile_dlogp()
+    for _ in range(3):
+        x = rng.normal(0.0, 1.0, dens.n_dim)
+        point = {"W_log__": x[:60].reshape(30, 2), "H_log__": x[60:].reshape(2, 12)}
+        g = np.empty(dens.n_dim)
+        assert dens(x, g) == pytest.approx(float(logp(point)), rel=1e-9)
+        np.testing.assert_allclose(g, dlogp(point), rtol=1e-10, atol=1e-9)
+
+
+def test_layout_and_normalisation(small_counts, small_tree):
+    tree = small_tree
+    for group in ("posterior", "sample_stats", "log_likelihood", "posterior_predictive",
+                  "observed_data", "reference"):  # fmt: skip
+        assert group in tree.children
+    post = tree["posterior"]
+    assert post["W"].dims == ("chain", "draw", "row", "component")
+    assert post["H"].dims == ("chain", "draw", "component", "column")
+    assert post["W"].shape == (2, 60, 30, 2)
+    np.testing.assert_allclose(post["W"].sum("row").values, 1.0)
+    assert tree["log_likelihood"]["V"].dtype == np.float32
+    assert tree["log_likelihood"]["V"].dims == ("chain", "draw", "row", "column")
+    assert tree["posterior_predictive"]["V"].shape == (2, 60, 30, 12)
+    assert int(tree["sample_stats"]["diverging"].sum()) == 0
+    settings = json.loads(tree.attrs["settings"])
+    assert settings["random_seed"] == 7 and settings["draws"] == 60
+    assert json.loads(tree.attrs["modes"])["n_modes"] == 1
+
+
+def test_pointwise_log_likelihood_is_poisson(small_counts, small_tree):
+    from scipy.stats import poisson
+
+    post = small_tree["posterior"]
+    W = post["W"].values[1, 5]
+    H = post["H"].values[1, 5]
+    ll = small_tree["log_likelihood"]["V"].sel(chain=1, draw=5).values
+    np.testing.assert_allclose(ll, poisson.logpmf(small_counts, W @ H), rtol=1e-5)
+    total = small_tree["sample_stats"]["log_likelihood"].values[1, 5]
+    assert total == pytest.approx(float(poisson.logpmf(small_counts, W @ H).sum()), rel=1e-9)
+
+
+def test_reproducible_with_seed(small_counts, small_tree):
+    again = sample_posterior(small_counts, 2, random_seed=7, **SMALL)
+    for group, var in (("posterior", "W"), ("posterior", "H"), ("posterior_predictive", "V")):
+        np.testing.assert_array_equal(again[group][var].values, small_tree[group][var].values)
+    other = sample_posterior(small_counts, 2, random_seed=8, **SMALL)
+    assert not np.array_equal(other["posterior"]["W"].values, small_tree["posterior"]["W"].values)
+
+
+def test_thinned_pointwise_and_normalize_h(small_counts):
+    tree = sample_posterior(
+        small_counts, 2, random_seed=3, pointwise_draws=10, normalize="H", **SMALL
+    )
+    assert tree["log_likelihood"]["V"].sizes["draw"] == 5
+    np.testing.assert_allclose(tree["posterior"]["H"].sum("column").values, 1.0)
+    none = sample_posterior(small_counts, 2, random_seed=3, pointwise_draws=0, **SMALL)
+    assert "log_likelihood" not in none.children
+
+
+def test_summary_table(small_tree):
+    df = posterior_summary(small_tree)
+    assert len(df) == 30 * 2 + 2 * 12
+    assert {"variable", "row", "component", "column", "mean", "lower", "upper", "r_hat",
+            "ess_bulk", "ess_tail"} <= set(df.columns)  # fmt: skip
+    assert (df["lower"] <= df["mean"]).all() and (df["mean"] <= df["upper"]).all()
+    w00 = df[(df.variable == "W") & (df.row == 0) & (df.component == 0)]["mean"].item()
+    assert w00 == pytest.approx(float(small_tree["posterior"]["W"][:, :, 0, 0].mean()))
+
+
+def _three_blocks():
+    """Block-diagonal counts with 3 equal blocks and K = 2: which two blocks share a
+    component is a discrete choice, so there are 3 well separated local modes."""
+    rng = named_rng("three_blocks")
+    F, N = 4, 3
+    V = np.zeros((3 * F, 3 * N), dtype=np.int64)
+    for b in range(3):
+        V[b * F : (b + 1) * F, b * N : (b + 1) * N] = rng.poisson(20.0, (F, N))
+
+    def mode(alone):
+        W = np.full((3 * F, 2), 1e-3)
+        H = np.full((2, 3 * N), 1e-3)
+        for b in range(3):
+            k = 0 if b == alone else 1
+            W[b * F : (b + 1) * F, k] = 4.0
+            H[k, b * N : (b + 1) * N] = 5.0
+        return W, H
+
+    return V, mode
+
+
+def test_chains_in_different_modes_are_detected():
+    V, mode = _three_blocks()
+    init = [mode(0), mode(0), mode(1), mode(1)]
+    with pytest.warns(MultipleModesWarning, match="2 modes"):
+        tree = sample_posterior(V, 2, draws=60, tune=60, chains=4, init=init, random_seed=1)
+    report = json.loads(tree.attrs["modes"])
+    assert report["n_modes"] == 2
+    assert report["labels"][0] == report["labels"][1] != report["labels"][2] == report["labels"][3]
+    again = detect_modes(tree)
+    assert again.labels == report["labels"]
+    kept = select_chains(tree, again.main_chains)
+    assert kept["posterior"].sizes["chain"] == 2
+    assert json.loads(kept.attrs["kept_chains"]) == again.main_chains
+    with pytest.warns(MultipleModesWarning):
+        main = sample_posterior(
+            V, 2, draws=60, tune=60, chains=4, init=init, random_seed=1, keep="main"
+        )
+    assert main["posterior"].sizes["chain"] == 2
+
+
+def test_one_mode_from_one_start_is_not_flagged():
+    V, mode = _three_blocks()
+    tree = sample_posterior(V, 2, draws=60, tune=60, chains=2, init=[mode(0)] * 2, random_seed=2)
+    assert json.loads(tree.attrs["modes"])["n_modes"] == 1
+
+
+def test_bad_arguments(small_counts):
+    with pytest.raises(ValueError, match="improper"):
+        sample_posterior(small_counts, 2, priors=None)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="init has 1"):
+        sample_posterior(small_counts, 2, chains=2, init=[(np.ones((30, 2)), np.ones((2, 12)))])
+    with pytest.raises(ValueError, match="sampler must be"):
+        sample_posterior(small_counts, 2, sampler="stan")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="draws must be"):
+        sample_posterior(small_counts, 2, draws=0)
+
+
+@pytest.mark.slow
+def test_pymc_sampler_agrees(small_counts):
+    a = sample_posterior(small_counts, 2, random_seed=1, draws=300, tune=300, chains=2)
+    b = sample_posterior(
+        small_counts, 2, random_seed=1, draws=300, tune=300, chains=2, sampler="pymc"
+    )
+    for v in ("W", "H"):
+        ma, mb = (
+            a["posterior"][v].mean(("chain", "draw")),
+            b["posterior"][v].mean(("chain", "draw")),
+        )
+        sd = a["posterior"][v].std(("chain", "draw"))
+        assert float((abs(ma - mb) / sd).max()) < 0.5
