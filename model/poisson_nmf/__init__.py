@@ -16,21 +16,43 @@ from typing import Any
 from .data import Counts, ZeroRowsColumnsWarning, as_counts, check_n_components
 from .datasets import load_digits
 from .divergence import kl_divergence, loglik_constant, poisson_loglik
+from .kl import ConvergenceWarning, KLResult, initial_factors, kl_nmf
 from .priors import GammaPriors
 
 __version__ = "0.1.0"
 
 # name -> module, imported lazily so that `import poisson_nmf` stays light
-_LAZY: dict[str, str] = {}
+_LAZY: dict[str, str] = {
+    "build_model": "model",
+    "fit_map": "fit",
+    "MAPResult": "fit",
+    "compare_map_kl": "compare",
+    "MAPvsKL": "compare",
+    "sample_posterior": "sample",
+    "posterior_summary": "sample",
+    "detect_modes": "sample",
+    "select_chains": "sample",
+    "log_density": "sample",
+    "ModeReport": "sample",
+    "MultipleModesWarning": "sample",
+    "align_factors": "align",
+    "normalize_factors": "align",
+    "match_components": "align",
+    "AlignResult": "align",
+}
 
 __all__ = [
+    "ConvergenceWarning",
     "Counts",
     "GammaPriors",
+    "KLResult",
     "ZeroRowsColumnsWarning",
     "__version__",
     "as_counts",
     "check_n_components",
+    "initial_factors",
     "kl_divergence",
+    "kl_nmf",
     "load_digits",
     "loglik_constant",
     "poisson_loglik",

@@ -180,7 +180,7 @@ def _check_values(x: np.ndarray, name: str, where: Any) -> None:
     if neg.any():
         i = int(np.flatnonzero(neg.ravel())[0])
         raise ValueError(
-            f"{name} contains negative values (first {x.ravel()[i]!r} at {where(i)}); "
+            f"{name} contains negative values (first {x.ravel()[i].item()!r} at {where(i)}); "
             "counts must be non-negative"
         )
     if np.issubdtype(x.dtype, np.unsignedinteger) and x.dtype.itemsize >= 8:
@@ -191,19 +191,20 @@ def _check_values(x: np.ndarray, name: str, where: Any) -> None:
         if big.any():
             i = int(np.flatnonzero(big.ravel())[0])
             raise ValueError(
-                f"{name} has values past the int64 range (first {x.ravel()[i]!r} at "
+                f"{name} has values past the int64 range (first {x.ravel()[i].item()!r} at "
                 f"{where(i)}); counts must fit in int64"
             )
         frac = x != np.round(x)
         if frac.any():
             i = int(np.flatnonzero(frac.ravel())[0])
             raise ValueError(
-                f"{name} contains non-integer values (first {x.ravel()[i]!r} at {where(i)}); "
-                "counts must be whole numbers (2.0 is fine, 2.5 is not)"
+                f"{name} contains non-integer values (first {x.ravel()[i].item()!r} at "
+                f"{where(i)}); counts must be whole numbers (2.0 is fine, 2.5 is not)"
             )
 
 
 def _as_missing(mask: Any, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    coo: Any
     if sp.issparse(mask):
         if mask.shape != shape:
             raise ValueError(
@@ -260,6 +261,8 @@ def as_counts(V: Any, *, mask: Any = None, name: str = "V") -> Counts:
             return V
         V = V.values
     row, col = _coords_of(V)
+    values: Any
+    coo: Any
     if sp.issparse(V):
         if V.ndim != 2:
             raise ValueError(f"{name} must be 2-D (rows x columns), got {V.ndim}-D")

@@ -1,5 +1,4 @@
-r"""The math of the claim: generalised KL divergence, Poisson log-likelihood, and the
-constant between them.
+r"""The math of the claim: KL divergence, Poisson log-likelihood, the constant between.
 
 For V (F x N) and a rate Λ = WH, summing over the observed entries:
 
@@ -41,7 +40,7 @@ def _as_float_array(x: Any, name: str) -> np.ndarray:
 
 
 def rate_terms(counts: Counts, rate: Any) -> tuple[np.ndarray, float]:
-    """The rate at the observed non-zeros and its total over the observed entries.
+    """Return the rate at the observed non-zeros and its total over the observed entries.
 
     Parameters
     ----------
@@ -133,7 +132,7 @@ def poisson_loglik(V: Any, rate: Any, *, mask: Any = None) -> float:
 
 
 def loglik_constant(V: Any, *, mask: Any = None) -> float:
-    """The constant Σ [v log v - v - log v!] with log p(V | Λ) = -D(V || Λ) + constant.
+    """Return Σ [v log v - v - log v!], the constant in log p(V | Λ) = -D(V || Λ) + constant.
 
     Parameters
     ----------

@@ -111,13 +111,9 @@ class GammaPriors:
         """
         F, K = W.shape
         aw, bw, ah, bh = self.arrays(F, H.shape[1], K)
-        return float(
-            np.sum(bw * W - xlogy(aw - 1.0, W)) + np.sum(bh * H - xlogy(ah - 1.0, H))
-        )
+        return float(np.sum(bw * W - xlogy(aw - 1.0, W)) + np.sum(bh * H - xlogy(ah - 1.0, H)))
 
     def log_normaliser(self, F: int, N: int, K: int) -> float:
         """Σ [a log b - log Γ(a)] over all entries: log-prior = this - penalty."""
         aw, bw, ah, bh = self.arrays(F, N, K)
-        return float(
-            np.sum(aw * np.log(bw) - gammaln(aw)) + np.sum(ah * np.log(bh) - gammaln(ah))
-        )
+        return float(np.sum(aw * np.log(bw) - gammaln(aw)) + np.sum(ah * np.log(bh) - gammaln(ah)))

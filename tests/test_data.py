@@ -1,0 +1,129 @@
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+import xarray as xr
+
+import poisson_nmf as pnmf
+from poisson_nmf.data import ZeroRowsColumnsWarning
+
+
+def test_numpy_input_gets_dims_and_default_coords():
+    c = pnmf.as_counts(np.array([[1, 0, 2], [0, 3, 4]]))
+    assert c.shape == (2, 3)
+    assert c.values.dtype == np.float64
+    np.testing.assert_array_equal(c.row, [0, 1])
+    np.testing.assert_array_equal(c.column, [0, 1, 2])
+    np.testing.assert_array_equal(c.nz_values, [1, 2, 3, 4])
+    da = c.to_dataarray()
+    assert da.dims == ("row", "column")
+    assert da.dtype == np.int64
+
+
+def test_dataframe_and_dataarray_keep_coordinates():
+    df = pd.DataFrame([[1, 2], [3, 0]], index=["a", "b"], columns=["x", "y"])
+    c = pnmf.as_counts(df)
+    assert list(c.row) == ["a", "b"] and list(c.column) == ["x", "y"]
+    da = xr.DataArray(df.values, dims=("cell", "gene"), coords={"cell": [10, 20]})
+    c2 = pnmf.as_counts(da)
+    assert list(c2.row) == [10, 20]
+    assert list(c2.column) == [0, 1]
+    assert c2.to_dataarray().dims == ("row", "column")
+
+
+def test_sparse_stays_sparse_and_matches_dense():
+    rng = np.random.default_rng(sum(map(ord, "sparse_stays")))
+    X = rng.poisson(0.3, size=(40, 30))
+    cd = pnmf.as_counts(X)
+    cs = pnmf.as_counts(sp.csr_matrix(X))
+    assert cs.is_sparse and not cd.is_sparse
+    for a, b in [(cd.nz_rows, cs.nz_rows), (cd.nz_cols, cs.nz_cols), (cd.nz_values, cs.nz_values)]:
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(cs.dense(), X)
+
+
+def test_integer_valued_floats_are_fine():
+    c = pnmf.as_counts(np.array([[2.0, 0.0], [1.0, 5.0]]))
+    assert c.total == 8
+
+
+def test_mask_allows_nan_and_drops_entries():
+    X = np.array([[1.0, np.nan], [2.0, 3.0]])
+    mask = np.array([[False, True], [False, False]])
+    c = pnmf.as_counts(X, mask=mask)
+    assert c.n_observed == 3
+    assert c.has_mask
+    np.testing.assert_array_equal(c.observed(), ~mask)
+    cs = pnmf.as_counts(sp.csr_matrix(np.nan_to_num(X, nan=7.0)), mask=sp.csr_matrix(mask))
+    np.testing.assert_array_equal(cs.nz_values, c.nz_values)
+
+
+def test_zero_rows_and_columns_warn_and_are_kept():
+    with pytest.warns(ZeroRowsColumnsWarning, match=r"1 all-zero row\(s\) and 1 all-zero"):
+        c = pnmf.as_counts(np.array([[1, 0], [0, 0]]))
+    assert c.shape == (2, 2)
+
+
+BAD_INPUTS = [
+    (np.array([[1, -1]]), ValueError, r"V contains negative values \(first -1 at \(0, 1\)\)"),
+    (np.array([[1, 2.5]]), ValueError, r"non-integer values \(first 2.5 at \(0, 1\)\)"),
+    (np.array([[1, np.nan]]), ValueError, r"NaN or inf \(first at \(0, 1\)\).*mask="),
+    (np.array([[np.inf, 1]]), ValueError, r"NaN or inf"),
+    (np.zeros((0, 3)), ValueError, r"V is empty \(shape \(0, 3\)\)"),
+    (np.zeros((3, 0)), ValueError, r"V is empty \(shape \(3, 0\)\)"),
+    (np.array([1, 2, 3]), ValueError, r"V must be 2-D .* got 1-D"),
+    (np.ones((2, 2, 2)), ValueError, r"V must be 2-D .* got 3-D"),
+    (np.array([[True, False]]), TypeError, r"V has boolean dtype"),
+    (np.array([[1, "a"]], dtype=object), TypeError, r"V has dtype object"),
+    (np.array([["1", "2"]]), TypeError, r"V has dtype <U1"),
+    ("counts.csv", TypeError, r"V must be a 2-D array of counts, got str"),
+    (np.zeros((2, 3)), ValueError, r"V is all zeros \(shape \(2, 3\)\)"),
+    (np.array([[1e19, 1.0]]), ValueError, r"past the int64 range"),
+    (np.array([[2**63 + 5, 1]], dtype=np.uint64), ValueError, r"past the int64 range"),
+    (
+        sp.csr_matrix(np.array([[0, -2.0]])),
+        ValueError,
+        r"negative values \(first -2.0 at \(0, 1\)\)",
+    ),
+    (sp.csr_matrix(np.array([[0, 0.5]])), ValueError, r"non-integer values"),
+]
+
+
+@pytest.mark.parametrize(("V", "exc", "match"), BAD_INPUTS)
+def test_bad_input_raises_with_a_message(V, exc, match):
+    with pytest.raises(exc, match=match):
+        pnmf.as_counts(V)
+
+
+def test_mask_of_wrong_shape():
+    with pytest.raises(ValueError, match=r"mask has shape \(3,\) but V has shape \(2, 2\)"):
+        pnmf.as_counts(np.ones((2, 2)), mask=np.zeros(3, bool))
+    with pytest.raises(TypeError, match=r"mask must be boolean"):
+        pnmf.as_counts(np.ones((2, 2)), mask=np.full((2, 2), 0.5))
+
+
+@pytest.mark.parametrize(
+    ("k", "exc", "match"),
+    [
+        (0, ValueError, r"n_components must be a positive integer, got 0"),
+        (-3, ValueError, r"got -3"),
+        (1.5, TypeError, r"got 1.5 \(float\)"),
+        ("2", TypeError, r"got '2' \(str\)"),
+        (True, TypeError, r"got True \(bool\)"),
+    ],
+)
+def test_invalid_number_of_components(k, exc, match):
+    with pytest.raises(exc, match=match):
+        pnmf.check_n_components(k)
+
+
+def test_numpy_integer_components_accepted():
+    assert pnmf.check_n_components(np.int64(4)) == 4
+
+
+def test_load_digits(digits):
+    assert digits.shape == (1797, 64)
+    assert digits.dims == ("row", "column")
+    assert digits.dtype == np.int64
+    assert int(digits.min()) == 0 and int(digits.max()) == 16
+    assert set(np.unique(digits["digit"].values)) == set(range(10))
