@@ -89,14 +89,16 @@ def kkt_residual(V: Any, W: np.ndarray, H: np.ndarray, priors: GammaPriors | Non
     lam = np.einsum("ik,ki->i", W[r], H[:, col])
     ratio = np.zeros(c.shape)
     ratio[r, col] = v / lam
-    obs = c.observed()
-    gW = obs.astype(float) @ H.T - ratio @ H.T
-    gH = W.T @ obs.astype(float) - W.T @ ratio
+    obs = c.observed().astype(np.float64)
+    # gradient of the linear term Σ λ over observed entries, then of -Σ v log λ
+    lin_W, lin_H = obs @ H.T, W.T @ obs
+    gW = lin_W - ratio @ H.T
+    gH = lin_H - W.T @ ratio
     if priors is not None:
         aw, bw, ah, bh = priors.arrays(*c.shape, W.shape[1])
         gW = gW + bw - (aw - 1.0) / W
         gH = gH + bh - (ah - 1.0) / H
-    scale = max(float(np.abs(obs.astype(float) @ H.T).max()), float(np.abs(W.T @ obs).max()))
+    scale = max(float(np.abs(lin_W).max()), float(np.abs(lin_H).max()))
     res = max(
         float(np.abs(np.minimum(W, gW * W.mean())).max() / W.mean()),
         float(np.abs(np.minimum(H, gH * H.mean())).max() / H.mean()),
