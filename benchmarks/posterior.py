@@ -6,6 +6,7 @@ wall time includes compilation and peak memory (max RSS) is that run's alone:
     python benchmarks/posterior.py                    # everything (slow: naive runs)
     python benchmarks/posterior.py --cases small --methods sample_posterior
     python benchmarks/posterior.py --draws 200 --tune 200   # a quick look
+    python benchmarks/posterior.py --quick                  # smoke test (40 rows, K = 2)
 
 ESS and R-hat are rank-normalised (arviz_stats) over every entry of the normalised
 (columns of W sum to one), MAP-aligned W and H, for every method alike.
@@ -21,7 +22,7 @@ import sys
 import time
 import warnings
 
-CASES = {"small": (300, 6), "full": (1797, 10)}
+CASES = {"small": (300, 6), "full": (1797, 10), "tiny": (40, 2)}
 METHODS = ("naive_pymc", "nutpie_map", "sample_posterior")
 
 
@@ -117,12 +118,15 @@ def main(argv=None):
     p.add_argument("--tune", type=int, default=1000)
     p.add_argument("--chains", type=int, default=4)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quick", action="store_true", help="tiny case, 50 + 50 iterations")
     p.add_argument("--one", nargs=2, metavar=("CASE", "METHOD"), help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     if a.one:
         res = run_one(a.one[0], a.one[1], a.draws, a.tune, a.chains, a.seed)
         print("RESULT " + json.dumps(res))
         return
+    if a.quick:
+        a.cases, a.draws, a.tune, a.chains = "tiny", 50, 50, 2
     cases, methods = a.cases.split(","), a.methods.split(",")
     results = {}
     for case in cases:

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 
 import numpy as np
@@ -31,6 +32,7 @@ def small_tree(small_counts):
     return sample_posterior(small_counts, 2, random_seed=7, **SMALL)
 
 
+@pytest.mark.parametrize("dense", [True, False], ids=["dense-kernel", "sparse-kernel"])
 @pytest.mark.parametrize(
     ("priors", "masked"),
     [
@@ -39,10 +41,10 @@ def small_tree(small_counts):
         (pnmf.GammaPriors(w_shape=1.5), True),
     ],
 )
-def test_log_density_equals_pymc(small_counts, priors, masked):
+def test_log_density_equals_pymc(small_counts, priors, masked, dense):
     rng = named_rng("test_log_density_equals_pymc")
     mask = rng.random(small_counts.shape) < 0.2 if masked else None
-    dens = log_density(small_counts, 2, priors=priors, mask=mask)
+    dens = dataclasses.replace(log_density(small_counts, 2, priors=priors, mask=mask), dense=dense)
     model = build_model(small_counts, 2, priors=priors, mask=mask, likelihood="dense")
     logp, dlogp = model.compile_logp(), model.compile_dlogp()
     for _ in range(3):
@@ -51,6 +53,45 @@ def test_log_density_equals_pymc(small_counts, priors, masked):
         g = np.empty(dens.n_dim)
         assert dens(x, g) == pytest.approx(float(logp(point)), rel=1e-9)
         np.testing.assert_allclose(g, dlogp(point), rtol=1e-10, atol=1e-9)
+
+
+def test_ridge_map_and_callback(small_counts):
+    """The sampler's coordinates y = L^-1 x: L inverts, and the C callback that nutpie
+    calls (data passed as addresses) returns the density of x = L y and L times its
+    gradient."""
+    import ctypes
+
+    from poisson_nmf.sample import _compile_nutpie, _ridge_map, _ridge_stretch
+
+    rng = named_rng("test_ridge_map_and_callback")
+    dens = log_density(small_counts, 2, mask=rng.random(small_counts.shape) < 0.1)
+    F, N, K = dens.F, dens.N, dens.K
+    x = rng.normal(0.0, 1.0, dens.n_dim)
+    beta, scale = _ridge_stretch(dens, x)
+    assert beta.shape == (K,) and np.all(beta >= 1.0)
+    assert scale.shape == x.shape and np.all(scale > 0)
+    y, back = np.empty_like(x), np.empty_like(x)
+    _ridge_map(x, F, N, K, 1.0 / beta - 1.0, y)
+    _ridge_map(y, F, N, K, beta - 1.0, back)
+    np.testing.assert_allclose(back, x, rtol=1e-12, atol=1e-12)
+    # WH is unchanged along the ridge, and y moves along it beta times less than x
+    y = y / scale  # the sampler's coordinates: x = L (scale * y)
+    model = _compile_nutpie(dens, y, beta, scale)
+    fn = ctypes.CFUNCTYPE(
+        ctypes.c_int64, ctypes.c_uint64, *(3 * [ctypes.POINTER(ctypes.c_double)]),
+        ctypes.c_void_p,
+    )(model.compiled_logp_func.address)  # fmt: skip
+    grad_y = np.empty_like(y)
+    lp = np.zeros(1)
+    dptr = ctypes.POINTER(ctypes.c_double)
+    rc = fn(y.size, y.ctypes.data_as(dptr), grad_y.ctypes.data_as(dptr),
+            lp.ctypes.data_as(dptr), model.user_data.ctypes.data)  # fmt: skip
+    assert rc == 0
+    grad_x = np.empty_like(x)
+    assert lp[0] == pytest.approx(dens(x, grad_x), rel=1e-12)
+    expected = np.empty_like(x)
+    _ridge_map(grad_x, F, N, K, beta - 1.0, expected)
+    np.testing.assert_allclose(grad_y, expected * scale, rtol=1e-10, atol=1e-10)
 
 
 def test_layout_and_normalisation(small_counts, small_tree):
@@ -183,3 +224,22 @@ def test_pymc_sampler_agrees(small_counts):
         )
         sd = a["posterior"][v].std(("chain", "draw"))
         assert float((abs(ma - mb) / sd).max()) < 0.5
+
+
+@pytest.mark.slow
+def test_posterior_benchmark_runs_quick():
+    """benchmarks/posterior.py end to end on its tiny case: every method gives a row
+    and the ratios come last."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).parents[1] / "benchmarks" / "posterior.py"
+    proc = subprocess.run(
+        [sys.executable, str(path), "--quick"], capture_output=True, text=True, timeout=900
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = proc.stdout.rstrip().splitlines()
+    assert "failed" not in proc.stdout
+    assert lines[-1].strip().startswith("tiny: vs nutpie_map:")
+    assert any(line.startswith("min_ess_per_s") for line in lines)
