@@ -1,21 +1,96 @@
+import json
 import subprocess
 import sys
 
-from poisson_nmf.cli import main
+import numpy as np
+import pandas as pd
+import pytest
+
+import poisson_nmf as pnmf
+from poisson_nmf.cli import main, parse_priors
+from poisson_nmf.io import save_fit
+from tests._fits import short_fit
+
+TINY = ["--draws", "60", "--tune", "60", "--chains", "2", "--pointwise-draws", "30"]
 
 
-def test_demo_prints_the_identity(capsys):
-    assert main(["demo", "--components", "3"]) == 0
+def _one_line_error(capsys, *must_contain):
+    cap = capsys.readouterr()
+    assert cap.err.startswith("poisson-nmf: error: "), cap.err
+    assert cap.err.count("\n") == 1, cap.err
+    assert "Traceback" not in cap.err + cap.out
+    for text in must_contain:
+        assert text in cap.err, cap.err
+    return cap.err
+
+
+@pytest.fixture
+def digits_csv(tmp_path):
+    V = pnmf.load_digits()[:30]
+    path = tmp_path / "digits30.csv"
+    pd.DataFrame(V.values, index=[f"img{i}" for i in range(30)]).to_csv(path)
+    return path
+
+
+def test_demo_runs_the_main_job(tmp_path, capsys):
+    out = tmp_path / "demo"
+    args = ["demo", "--rows", "40", "--components", "2", "--out", str(out), *TINY]
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    assert "40 x 64 counts" in text
+    assert "the identity holds" in text
+    assert "objective gap after cross-polishing" in text
+    assert "verdict:" in text
+    assert text.rstrip().splitlines()[-1] == f"report: {out / 'index.html'}"
+    for name in ("index.html", "report.md", "diagnostics.json", "fit.nc"):
+        assert (out / name).is_file()
+    assert (out / "figures" / "map_vs_kl.png").is_file()
+    assert (out / "figures" / "factors_H.png").is_file()
+    info = json.loads((out / "diagnostics.json").read_text())
+    assert info["image_shape"] == [8, 8]
+
+
+def test_fit_writes_the_report(tmp_path, digits_csv, capsys):
+    out = tmp_path / "fit"
+    args = ["fit", str(digits_csv), "-k", "2", "--out", str(out), "--image-shape", "8x8", *TINY]
+    args[-1] = "0"  # no pointwise groups: the demo test renders those figures
+    assert main(args) == 0
+    lines = capsys.readouterr().out.rstrip().splitlines()
+    assert lines[0].startswith("verdict: ")
+    assert lines[-1] == f"report: {out / 'index.html'}"
+    fit = pnmf.load_fit(out / "fit.nc")
+    assert list(fit["posterior"]["row"].values[:2]) == ["img0", "img1"]
+    assert json.loads(fit.attrs["settings"])["draws"] == 60
+
+
+def test_report_rerenders_without_refitting(tmp_path, capsys):
+    src = save_fit(short_fit(), tmp_path / "src" / "fit.nc")
+    out = tmp_path / "again"
+    assert main(["report", str(src), "--out", str(out)]) == 0
+    assert capsys.readouterr().out.strip() == f"report: {out / 'index.html'}"
+    assert (out / "fit.nc").read_bytes() == src.read_bytes()
+    info = json.loads((out / "diagnostics.json").read_text())
+    assert info["diagnosis"]["verdict"] == pnmf.diagnose(short_fit()).verdict == "fail"
+
+
+def test_compare_prints_the_check(tmp_path, capsys):
+    rng = np.random.default_rng(sum(map(ord, "test_compare_prints_the_check")))
+    np.save(
+        tmp_path / "V.npy", rng.poisson(rng.gamma(2.0, 2.0, (12, 2)) @ rng.gamma(2.0, 2.0, (2, 9)))
+    )
+    assert main(["compare", str(tmp_path / "V.npy"), "-k", "2"]) == 0
     out = capsys.readouterr().out
-    assert "1797 x 64 counts" in out
-    assert "the identity holds" in out
+    assert out.startswith("MAP versus KL: V is 12 x 9, K = 2, flat priors")
+    assert "objective gap after cross-polishing" in out
 
 
-def test_bad_components_is_a_one_line_error(capsys):
-    assert main(["demo", "--components", "0"]) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("poisson-nmf: error: n_components must be a positive integer")
-    assert err.count("\n") == 1
+def test_help_for_each_command(capsys):
+    for cmd in ("demo", "fit", "compare", "report"):
+        assert main([cmd, "--help"]) == 0
+        assert f"usage: poisson-nmf {cmd}" in capsys.readouterr().out
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert all(c in out for c in ("demo", "fit", "compare", "report"))
 
 
 def test_module_entry_point_help():
@@ -23,3 +98,60 @@ def test_module_entry_point_help():
         [sys.executable, "-m", "poisson_nmf", "--help"], capture_output=True, text=True, check=True
     )
     assert "demo" in out.stdout
+
+
+def test_missing_file(tmp_path, capsys):
+    assert main(["fit", str(tmp_path / "nope.csv"), "-k", "2"]) == 2
+    _one_line_error(capsys, "does not exist")
+
+
+def test_negative_counts(tmp_path, capsys):
+    path = tmp_path / "neg.csv"
+    pd.DataFrame([[1, 2], [3, -4]], index=["a", "b"], columns=["x", "y"]).to_csv(path)
+    assert main(["fit", str(path), "-k", "1"]) == 2
+    _one_line_error(capsys, "negative values", "(1, 1)")
+    assert main(["compare", str(path), "-k", "1"]) == 2
+    _one_line_error(capsys, "negative values")
+
+
+@pytest.mark.parametrize("k", ["0", "-3"])
+def test_impossible_k(digits_csv, capsys, k):
+    assert main(["fit", str(digits_csv), "--components", k]) == 2
+    _one_line_error(capsys, "n_components must be a positive integer")
+
+
+def test_k_not_a_number(digits_csv, capsys):
+    assert main(["fit", str(digits_csv), "--components", "two"]) == 2
+    _one_line_error(capsys, "--components must be a positive integer, got 'two'")
+    assert main(["demo", "--draws", "0"]) == 2
+    _one_line_error(capsys, "expected a positive integer, got 0")
+
+
+def test_other_bad_input(tmp_path, digits_csv, capsys):
+    frac = tmp_path / "frac.npy"
+    np.save(frac, np.array([[1.5, 2.0], [0.0, 1.0]]))
+    assert main(["fit", str(frac), "-k", "1"]) == 2
+    _one_line_error(capsys, "non-integer")
+    (tmp_path / "V.parquet").write_text("x")
+    assert main(["fit", str(tmp_path / "V.parquet"), "-k", "1"]) == 2
+    _one_line_error(capsys, "unknown extension")
+    assert main(["fit", str(digits_csv), "-k", "2", "--priors", "1,2"]) == 2
+    _one_line_error(capsys, "--priors '1,2' is not understood")
+    assert main(["fit", str(digits_csv), "-k", "2", "--priors", "flat"]) == 2
+    _one_line_error(capsys, "improper posterior")
+    assert main(["report", str(digits_csv), "--out", str(tmp_path / "r")]) == 2
+    _one_line_error(capsys, "not a netCDF fit")
+    assert main(["report", str(tmp_path / "none.nc"), "--out", str(tmp_path / "r")]) == 2
+    _one_line_error(capsys, "does not exist")
+
+
+def test_parse_priors():
+    assert parse_priors(None) == pnmf.GammaPriors()
+    assert parse_priors(None, default="flat") is None
+    assert parse_priors("flat") is None
+    assert parse_priors("2,3,4,5") == pnmf.GammaPriors(2.0, 3.0, 4.0, 5.0)
+    assert parse_priors("w_shape=1.1, h_rate=0.5") == pnmf.GammaPriors(w_shape=1.1, h_rate=0.5)
+    with pytest.raises(ValueError, match="not understood"):
+        parse_priors("shape=2")
+    with pytest.raises(ValueError, match="must be finite and > 0"):
+        parse_priors("0,1,1,1")

@@ -28,6 +28,8 @@ _LAZY: dict[str, str] = {
     "MAPResult": "fit",
     "compare_map_kl": "compare",
     "MAPvsKL": "compare",
+    "kkt_residual": "compare",
+    "pymc_logp_grad": "fit",
     "sample_posterior": "sample",
     "posterior_summary": "sample",
     "detect_modes": "sample",
@@ -39,6 +41,17 @@ _LAZY: dict[str, str] = {
     "normalize_factors": "align",
     "match_components": "align",
     "AlignResult": "align",
+    "diagnose": "diagnostics",
+    "Diagnosis": "diagnostics",
+    "write_report": "report",
+    "read_counts": "io",
+    "save_fit": "io",
+    "load_fit": "io",
+    "FitFormatError": "io",
+    "run_sbc": "calibration",
+    "SBCResult": "calibration",
+    "rank_uniformity": "calibration",
+    "invariant_quantities": "calibration",
 }
 
 __all__ = [

@@ -1,0 +1,110 @@
+import json
+import re
+
+import pytest
+
+import poisson_nmf as pnmf
+from poisson_nmf.report import FIGURES
+from tests._fits import digits_diagnosis, digits_fit, digits_report
+
+PAGES = ("index.html", "report.md", "diagnostics.json", "fit.nc")
+# every figure but the MAP-versus-KL page, which needs a comparison
+EXPECTED_FIGURES = sorted(f for f in FIGURES if f != "map_vs_kl.png")
+
+
+def test_report_folder_holds_every_file():
+    out = digits_report()
+    for name in PAGES:
+        assert (out / name).is_file(), name
+        assert (out / name).stat().st_size > 0, name
+    pngs = sorted(p.name for p in (out / "figures").iterdir())
+    assert pngs == EXPECTED_FIGURES
+    for p in (out / "figures").iterdir():
+        assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", p.name
+
+
+def test_html_names_no_remote_resource():
+    text = (digits_report() / "index.html").read_text(encoding="utf-8")
+    assert not re.search(r"(?i)(https?|ftp):", text)
+    assert not re.search(r"""(?i)(src|href)\s*=\s*["']?//""", text)
+    srcs = re.findall(r"""(?i)\bsrc\s*=\s*["']([^"']*)""", text)
+    assert srcs and all(s.startswith("data:image/png;base64,") for s in srcs)
+    assert all(h.startswith("#") for h in re.findall(r"""(?i)\bhref\s*=\s*["']([^"']*)""", text))
+    for tag in ("<script", "<link", "<iframe", "@import", "url("):
+        assert tag not in text.lower()
+    # every figure is embedded once, the same bytes as the PNG file
+    assert len(srcs) == len(EXPECTED_FIGURES)
+
+
+def test_markdown_has_the_same_content():
+    out = digits_report()
+    md = (out / "report.md").read_text(encoding="utf-8")
+    html = (out / "index.html").read_text(encoding="utf-8")
+    d = digits_diagnosis()
+    for reason in d.reasons:
+        assert reason in md
+        assert reason.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;") in html
+    for fig in EXPECTED_FIGURES:
+        assert f"(figures/{fig})" in md
+    headings = re.findall(r"^## (.+)$", md, flags=re.M)
+    assert headings == re.findall(r"<h2[^>]*>([^<]+)</h2>", html)
+
+
+def test_diagnostics_json():
+    info = json.loads((digits_report() / "diagnostics.json").read_text())
+    d = digits_diagnosis()
+    assert info["diagnosis"]["verdict"] == d.verdict
+    assert info["settings"]["n_components"] == 3
+    assert info["image_shape"] == [8, 8]
+    assert info["figures"] == EXPECTED_FIGURES
+
+
+def test_save_load_rerender_gives_the_same_numbers(tmp_path):
+    first = digits_report()
+    fit = pnmf.load_fit(first / "fit.nc")
+    # nothing is recomputed from scratch differently: no image shape is passed here,
+    # it comes back from the saved fit
+    second = pnmf.write_report(fit, tmp_path / "again", save_fit=False)
+    a = json.loads((first / "diagnostics.json").read_text())
+    b = json.loads((second / "diagnostics.json").read_text())
+    assert a["diagnosis"] == b["diagnosis"]
+    assert a["settings"] == b["settings"]
+    assert a["image_shape"] == b["image_shape"] == [8, 8]
+    # the same page but for its title (the folder name)
+    md_a = (first / "report.md").read_text().split("\n", 1)[1]
+    md_b = (second / "report.md").read_text().split("\n", 1)[1]
+    assert md_a == md_b
+
+
+def _comparison(V, K):
+    """A MAPvsKL from two KL-NMF runs: the page is tested, not the PyMC MAP (test_compare)."""
+    from poisson_nmf.compare import MAPvsKL
+    from poisson_nmf.fit import MAPResult
+
+    a = pnmf.kl_nmf(V, K, random_seed=0, max_iter=300)
+    b = pnmf.kl_nmf(V, K, random_seed=0, max_iter=50)
+    mp = MAPResult(W=b.W, H=b.H, objective=b.objective, logp=-b.objective, n_iter=b.n_iter,
+                   converged=b.converged, history=b.history)  # fmt: skip
+    return MAPvsKL(kl=a, map=mp, objective_gap=1.5e-3, kkt_kl_under_map=1e-5,
+                   kkt_map_under_kl=2e-4, identity_error=1e-16, same_optimum=False,
+                   w_agreement=0.01, h_agreement=0.02)  # fmt: skip
+
+
+def test_comparison_page_and_heatmaps(tmp_path):
+    cmp = _comparison(pnmf.load_digits()[:60], 3)
+    # an image shape that fits neither side (64 columns, 60 rows): heatmaps
+    out = pnmf.write_report(
+        digits_fit(), tmp_path / "cmp", diagnosis=digits_diagnosis(), comparison=cmp,
+        image_shape=(3, 5),
+    )  # fmt: skip
+    assert (out / "figures" / "map_vs_kl.png").is_file()
+    md = (out / "report.md").read_text()
+    assert "## MAP versus KL-NMF" in md
+    assert "| objective gap after cross-polishing | 0.0015 |" in md
+    assert "heatmaps" in md
+    # the comparison travels with the saved fit, and is refused for other data
+    fit = pnmf.load_fit(out / "fit.nc")
+    assert fit["map_vs_kl"].attrs["objective_gap"] == 1.5e-3
+    small = _comparison(pnmf.load_digits()[:10, :20], 2)
+    with pytest.raises(ValueError, match="comparison is of a 10 x 20 matrix with K = 2"):
+        pnmf.write_report(fit, tmp_path / "x", comparison=small)
