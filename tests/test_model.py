@@ -59,3 +59,24 @@ def test_model_dims_and_auto_choice(digits_counts):
         choose_likelihood(digits_counts, "fast")
     with pytest.raises(TypeError, match="priors must be a GammaPriors or None"):
         pnmf.build_model(digits_counts, 3, priors={"w_shape": 1})
+
+
+def test_prior_parameters_stay_float64():
+    """2.0, 3.0 and 1.5 are exact in float32; PyTensor would make float32 constants of them.
+
+    PyMC's Gamma then computed log Γ(a) and the scale 1/b in float32, and the
+    log-density was off by ~1e-8 relative (b = 3 became 1/float32(1/3)).
+    """
+    from poisson_nmf.fit import pymc_logp_grad
+
+    rng = named_rng("prior_float64")
+    X = rng.poisson(2.0, size=(12, 7))
+    priors = pnmf.GammaPriors(w_shape=2.0, w_rate=3.0, h_shape=1.5, h_rate=0.25)
+    W, H = rng.gamma(2.0, 1.0, (12, 2)), rng.gamma(2.0, 1.0, (2, 7))
+    lp, gW, _ = pymc_logp_grad(X, W, H, priors=priors)
+    expected = pnmf.poisson_loglik(X, (W, H)) + priors.log_normaliser(12, 7, 2)
+    expected -= priors.penalty(W, H)
+    # the same ~100 terms summed in another order: a few ulp of the largest term
+    assert lp == pytest.approx(expected, rel=1e-14)
+    expected_gW = (X / (W @ H) - 1.0) @ H.T - 3.0 + 1.0 / W
+    np.testing.assert_allclose(gW, expected_gW, rtol=1e-13)

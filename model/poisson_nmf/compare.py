@@ -11,20 +11,25 @@ W summing to one) and the order of components (optimal matching).
 
 from __future__ import annotations
 
+import time
 import warnings
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 from scipy.optimize import linear_sum_assignment
 
 from .data import as_counts, check_n_components
-from .divergence import loglik_constant
-from .fit import MAPResult, fit_map
-from .kl import ConvergenceWarning, KLResult, initial_factors, kl_nmf
+from .divergence import kl_divergence
+from .fit import MAPResult, _MAPProblem
+from .kl import ConvergenceWarning, KLResult, kl_nmf
 from .priors import GammaPriors
 
 __all__ = ["MAPvsKL", "compare_map_kl", "kkt_residual", "matched_agreement"]
+
+# stopping tolerance of the two independent fits (relative decrease per iteration)
+_TOL = 1e-12
 
 
 @dataclass(frozen=True)
@@ -41,9 +46,14 @@ class MAPvsKL:
         The larger relative objective change when the KL solution is polished by the
         PyMC MAP and the MAP solution by the KL solver.
     kkt_kl_under_map, kkt_map_under_kl : float
-        Relative KKT residual of each solution under the other's gradient.
+        Relative KKT residual (:func:`kkt_residual`) of each solution under the
+        other's gradient: the KL solution under the gradient of PyMC's log-density
+        (:func:`poisson_nmf.fit.pymc_logp_grad`), the MAP under the gradient of the
+        (penalised) KL objective.
     identity_error : float
-        max |model logp + objective - constant| / |constant| over the points checked.
+        max |model logp + objective - constant| / max(|logp|, |constant|) at the MAP
+        fit, the KL solution and the KL solution polished by the MAP, with the logp
+        computed by the PyMC model.
     same_optimum : bool
         Whether the two independent fits ended at the same objective (relative 1e-6).
     w_agreement, h_agreement : float
@@ -77,31 +87,78 @@ class MAPvsKL:
         )
 
 
-def kkt_residual(V: Any, W: np.ndarray, H: np.ndarray, priors: GammaPriors | None = None) -> float:
-    """Relative KKT residual of min objective(W, H) subject to W, H >= 0.
+def kkt_residual(
+    V: Any,
+    W: np.ndarray,
+    H: np.ndarray,
+    priors: GammaPriors | None = None,
+    *,
+    gradient: tuple[np.ndarray, np.ndarray] | None = None,
+) -> float:
+    r"""Relative KKT residual of min objective(W, H) subject to W, H >= 0.
 
-    The residual is max |min(x, ∇x)| over W and H, relative to the largest |∇|
-    scale, where ∇ is the gradient of D(V || WH) (+ penalty): zero exactly at a
-    stationary point of the constrained problem.
+    With ∇ the gradient of D(V || WH) (+ the Gamma penalty) and x̄ the mean entry of
+    the factor, the residual is
+
+    .. math::
+
+        \max_{x \in W, H} |\min(x / \bar x, ∇_x)| \,/\, s,
+
+    zero exactly at a stationary point of the constrained problem (∇ = 0 where x > 0,
+    ∇ >= 0 where x = 0). ``s`` is the largest entry of the gradient of the linear part
+    Σ λ (the column sums of H and row sums of W over observed entries), the scale of
+    the gradient's terms that cancel at a solution.
+
+    The gradient is formed from the non-zeros of V and the missing entries only
+    (sparse matrices), never an F x N array: :math:`∇_W = O H^T - R H^T`,
+    :math:`∇_H = W^T O - W^T R`, with :math:`R = V / Λ` at the non-zeros (zero
+    elsewhere), O the indicator of the observed entries and
+    :math:`O H^T = 1 (H 1)^T - M H^T`, M the (sparse) indicator of the missing ones.
+
+    Parameters
+    ----------
+    V : array_like, DataFrame, sparse matrix, DataArray or Counts, shape (F, N)
+        Counts (a :class:`Counts` carries its mask of missing entries).
+    W : numpy.ndarray, shape (F, K)
+    H : numpy.ndarray, shape (K, N)
+    priors : GammaPriors or None
+        Add the gradient of the Gamma penalty (ignored when ``gradient`` is given).
+    gradient : tuple (grad_W, grad_H), optional
+        The gradient of the objective (penalty included) to use instead, shapes
+        (F, K) and (K, N): e.g. minus the gradient of PyMC's log-density
+        (:func:`poisson_nmf.pymc_logp_grad`), which differs from the objective's by
+        nothing but rounding.
+
+    Returns
+    -------
+    float
     """
     c = as_counts(V)
-    r, col, v = c.nz_rows, c.nz_cols, c.nz_values
-    lam = np.einsum("ik,ki->i", W[r], H[:, col])
-    ratio = np.zeros(c.shape)
-    ratio[r, col] = v / lam
-    obs = c.observed().astype(np.float64)
-    # gradient of the linear term Σ λ over observed entries, then of -Σ v log λ
-    lin_W, lin_H = obs @ H.T, W.T @ obs
-    gW = lin_W - ratio @ H.T
-    gH = lin_H - W.T @ ratio
-    if priors is not None:
-        aw, bw, ah, bh = priors.arrays(*c.shape, W.shape[1])
-        gW = gW + bw - (aw - 1.0) / W
-        gH = gH + bh - (ah - 1.0) / H
+    F, N = c.shape
+    mr, mc = c.missing_rows, c.missing_cols
+    M = sp.csr_array((np.ones(mr.size), (mr, mc)), shape=(F, N))
+    # gradient of the linear term Σ λ over observed entries
+    lin_W = H.sum(axis=1)[None, :] - M @ H.T
+    lin_H = W.sum(axis=0)[:, None] - (M.T @ W).T
+    if gradient is not None:
+        gW, gH = (np.asarray(g, dtype=np.float64) for g in gradient)
+    else:
+        # and of -Σ v log λ, from the non-zeros
+        r, col, v = c.nz_rows, c.nz_cols, c.nz_values
+        lam = np.einsum("ik,ki->i", W[r], H[:, col])
+        R = sp.csr_array((v / lam, (r, col)), shape=(F, N))
+        gW = lin_W - R @ H.T
+        gH = lin_H - (R.T @ W).T
+        if priors is not None:
+            aw, bw, ah, bh = priors.arrays(F, N, W.shape[1])
+            # (a - 1) / x only where a > 1: a = 1 has no log term (and x may be 0)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                gW = gW + bw - np.where(aw > 1.0, (aw - 1.0) / W, 0.0)
+                gH = gH + bh - np.where(ah > 1.0, (ah - 1.0) / H, 0.0)
     scale = max(float(np.abs(lin_W).max()), float(np.abs(lin_H).max()))
     res = max(
-        float(np.abs(np.minimum(W, gW * W.mean())).max() / W.mean()),
-        float(np.abs(np.minimum(H, gH * H.mean())).max() / H.mean()),
+        float(np.abs(np.minimum(W / W.mean(), gW)).max()),
+        float(np.abs(np.minimum(H / H.mean(), gH)).max()),
     )
     return res / scale
 
@@ -157,9 +214,13 @@ def compare_map_kl(
         ``None`` compares plain KL-NMF with the flat-prior MAP; Gamma priors compare
         the penalised KL solver with the Gamma MAP.
     init : tuple (W0, H0), optional
-        Shared start; default :func:`initial_factors` with ``random_seed``.
+        Shared start; default :func:`initial_factors` with ``random_seed``. Entries
+        below the floor that :func:`fit_map` keeps (1e-12 times the typical factor
+        size) are raised to it for both fits.
     max_iter_kl, max_iter_map : int
-        Iteration budgets of the two independent fits.
+        Iteration budgets of the two independent fits, which run to a relative
+        objective decrease of 1e-12 per iteration; the cross-polishing runs (each
+        solution handed to the other method) to 1e-13.
     random_seed : int, Generator or None
         Seed of the shared start.
 
@@ -169,33 +230,48 @@ def compare_map_kl(
     """
     counts = as_counts(V)
     K = check_n_components(n_components)
-    if init is None:
-        init = initial_factors(counts, K, random_seed=random_seed)
+    # one PyMC model, compiled once, for both MAP fits and the gradient at the KL fit
+    problem = _MAPProblem(counts, K, priors)
+    W0, H0 = problem.start(init, random_seed)
+    t0 = time.perf_counter()
+    problem.fn  # noqa: B018 (compile now; the MAP fit's time includes it)
+    compile_s = time.perf_counter() - t0
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        kl = kl_nmf(counts, K, priors=priors, init=init, max_iter=max_iter_kl, tol=1e-10)
-        mp = fit_map(counts, K, priors=priors, init=init, max_iter=max_iter_map, tol=1e-10)
+        # both to a relative decrease of 1e-12 per iteration: KKT residuals ~1e-6
+        kl = kl_nmf(counts, K, priors=priors, init=(W0, H0), max_iter=max_iter_kl, tol=_TOL)
+        mp = problem.fit(W0, H0, max_iter_map, _TOL, False, None, time.perf_counter() - compile_s)
         # cross-polishing with tight tolerances: a stationary point must not move
-        mp_from_kl = fit_map(counts, K, priors=priors, init=(kl.W, kl.H), max_iter=50, tol=1e-13)
+        W_kl, H_kl = problem.floored(kl.W, kl.H)
+        t1 = time.perf_counter()
+        mp_from_kl = problem.fit(W_kl, H_kl, 50, 1e-13, False, None, t1)
         kl_from_mp = kl_nmf(counts, K, priors=priors, init=(mp.W, mp.H), max_iter=2000, tol=1e-13)
     gap = max(
         abs(mp_from_kl.objective - kl.objective) / abs(kl.objective),
         abs(kl_from_mp.objective - mp.objective) / abs(mp.objective),
     )
-    const = loglik_constant(counts)
+    # each solution under the other's gradient: the KL solution under PyMC's
+    # log-density (at the floor fit_map keeps), the MAP under the KL objective's
+    lp_kl, gW, gH = problem.fn.value_grad(W_kl, H_kl)
+    obj_kl = kl_divergence(counts, (W_kl, H_kl))
     if priors is not None:
-        const += priors.log_normaliser(*counts.shape, K)
+        obj_kl += priors.penalty(W_kl, H_kl)
+    const = problem.const
     # relative to the size of the terms that cancel, not to the (smaller) constant
     identity = max(
-        abs(mp.logp + mp.objective - const) / max(abs(mp.logp), abs(const)),
-        abs(mp_from_kl.logp + mp_from_kl.objective - const) / max(abs(mp_from_kl.logp), abs(const)),
+        abs(lp + obj - const) / max(abs(lp), abs(const))
+        for lp, obj in (
+            (mp.logp, mp.objective),
+            (mp_from_kl.logp, mp_from_kl.objective),
+            (lp_kl, obj_kl),
+        )
     )
     w_diff, h_diff, _ = matched_agreement(kl.W, kl.H, mp.W, mp.H)
     return MAPvsKL(
         kl=kl,
         map=mp,
         objective_gap=float(gap),
-        kkt_kl_under_map=kkt_residual(counts, kl.W, kl.H, priors),
+        kkt_kl_under_map=kkt_residual(counts, kl.W, kl.H, gradient=(-gW, -gH)),
         kkt_map_under_kl=kkt_residual(counts, mp.W, mp.H, priors),
         identity_error=float(identity),
         same_optimum=bool(abs(kl.objective - mp.objective) <= 1e-6 * abs(kl.objective)),

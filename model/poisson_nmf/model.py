@@ -67,9 +67,15 @@ def _factor(
     if alpha is None or beta is None:
         return pm.HalfFlat(name, **kw)
 
-    # a scalar prior stays scalar in the graph (cheaper than a broadcast constant)
+    # A scalar prior stays scalar in the graph (cheaper than a broadcast constant). It
+    # is passed as np.float64, never as a Python float: PyTensor casts a Python float
+    # that float32 represents exactly (1.5, 2.0, 3.0, ...) to a float32 constant, and
+    # PyMC's Gamma then computes log Γ(α) and the scale 1/β in float32 (β = 3 became
+    # 1/float32(1/3), off by 1e-8 relative: the log-density was off by up to 1e-8).
     def _simplify(x: np.ndarray) -> Any:
-        return float(x.flat[0]) if np.all(x == x.flat[0]) else np.ascontiguousarray(x)
+        if np.all(x == x.flat[0]):
+            return np.float64(x.flat[0])
+        return np.ascontiguousarray(x, dtype=np.float64)
 
     return pm.Gamma(name, alpha=_simplify(alpha), beta=_simplify(beta), **kw)
 
@@ -139,6 +145,6 @@ def build_model(
             if counts.has_mask:
                 mr, mc = counts.missing_rows, counts.missing_cols
                 total = total - pt.sum(W[mr] * H[:, mc].T)
-            const = float(np.sum(gammaln(v + 1.0)))
+            const = np.float64(np.sum(gammaln(v + 1.0)))
             pm.Potential("V_loglik", pt.sum(v * pt.log(lam_nz)) - total - const)
     return model
