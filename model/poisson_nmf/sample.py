@@ -256,10 +256,11 @@ def _use_dense(counts: Counts) -> bool:
     return F * N <= _DENSE_MAX_ENTRIES and counts.nz_values.size >= _DENSE_MIN_FILL * F * N
 
 
-def _csr(rows: np.ndarray, cols: np.ndarray, F: int) -> tuple[np.ndarray, np.ndarray]:
+def _csr(rows: np.ndarray, cols: np.ndarray, F: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Return (indptr, sorted cols, the sorting order) of entries given by row, col."""
     order = np.lexsort((cols, rows))
     indptr = np.searchsorted(rows[order], np.arange(F + 1)).astype(np.int64)
-    return indptr, np.ascontiguousarray(cols[order], dtype=np.int64)
+    return indptr, np.ascontiguousarray(cols[order], dtype=np.int64), order
 
 
 @dataclass(frozen=True)
@@ -285,10 +286,9 @@ class _Density:
     @classmethod
     def build(cls, counts: Counts, K: int, priors: GammaPriors) -> _Density:
         F, N = counts.shape
-        order = np.lexsort((counts.nz_cols, counts.nz_rows))
-        indptr, cols = _csr(counts.nz_rows, counts.nz_cols, F)
+        indptr, cols, order = _csr(counts.nz_rows, counts.nz_cols, F)
         vals = np.ascontiguousarray(counts.nz_values[order])
-        m_indptr, m_cols = _csr(counts.missing_rows, counts.missing_cols, F)
+        m_indptr, m_cols, _ = _csr(counts.missing_rows, counts.missing_cols, F)
         aw, bw, ah, bh = (np.ascontiguousarray(a) for a in priors.arrays(F, N, K))
         return cls(
             F, N, K, indptr, cols, vals, m_indptr, m_cols, aw, bw, ah, bh,
@@ -474,12 +474,11 @@ def _ridge_stretch(dens: _Density, x: np.ndarray) -> tuple[np.ndarray, np.ndarra
         # perturb one component's W column, then its H row: their Hessians given the
         # other block are diagonal within that column / row
         curv = np.empty(idx.size)
-        for part in (idx[:F], idx[F:]):
+        for part in (slice(0, F), slice(F, F + N)):
             xp = x.copy()
-            xp[part] += eps
+            xp[idx[part]] += eps
             dens(xp, g1)
-            sel = np.isin(idx, part)
-            curv[sel] = -(g1[part] - g0[part]) / eps
+            curv[part] = -(g1[idx[part]] - g0[idx[part]]) / eps
         sd = np.clip(1.0 / np.sqrt(np.maximum(curv, 1e-12)), 1e-3, 10.0)
         cond_sd[idx] = sd
         typical = float(np.sqrt(np.mean(sd**2)))
