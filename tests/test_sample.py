@@ -1,13 +1,14 @@
-import dataclasses
 import json
 
 import numpy as np
 import pytest
 
 import poisson_nmf as pnmf
+from poisson_nmf.data import as_counts
 from poisson_nmf.model import build_model
 from poisson_nmf.sample import (
     MultipleModesWarning,
+    _Density,
     detect_modes,
     log_density,
     posterior_summary,
@@ -44,7 +45,8 @@ def small_tree(small_counts):
 def test_log_density_equals_pymc(small_counts, priors, masked, dense):
     rng = named_rng("test_log_density_equals_pymc")
     mask = rng.random(small_counts.shape) < 0.2 if masked else None
-    dens = dataclasses.replace(log_density(small_counts, 2, priors=priors, mask=mask), dense=dense)
+    dens = _Density.build(as_counts(small_counts, mask=mask), 2, priors, dense=dense)
+    assert dens.dense is dense
     model = build_model(small_counts, 2, priors=priors, mask=mask, likelihood="dense")
     logp, dlogp = model.compile_logp(), model.compile_dlogp()
     for _ in range(3):

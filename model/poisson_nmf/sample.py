@@ -86,6 +86,8 @@ from threadpoolctl import threadpool_limits
 from .align import Normalize, _check_normalize, align_factors
 from .data import Counts, as_counts, check_n_components
 from .priors import GammaPriors
+from .vecmath import FAST as _FAST
+from .vecmath import fexp, flog
 
 __all__ = [
     "ModeReport",
@@ -99,6 +101,8 @@ __all__ = [
 
 _DEFAULT_PRIORS = GammaPriors()
 _SAMPLE_DIMS = ("chain", "draw")
+_TINY = 1e-300  # rates are floored here before their log (a normal float64)
+_PAD = 16  # dense rows are padded to whole blocks of this many columns
 
 
 class MultipleModesWarning(UserWarning):
@@ -109,7 +113,7 @@ class MultipleModesWarning(UserWarning):
 # the log density and its gradient
 
 
-@numba.njit(nogil=True, fastmath=False, cache=True)
+@numba.njit(nogil=True, error_model="numpy", cache=True)
 def _lik_sparse(
     W: np.ndarray,
     H: np.ndarray,
@@ -137,7 +141,8 @@ def _lik_sparse(
             lam = 0.0
             for k in range(K):
                 lam += W[f, k] * Ht[n, k]
-            lp += v * np.log(lam)
+            lam = max(lam, _TINY)
+            lp += v * flog(lam)
             r = v / lam
             for k in range(K):
                 gW[f, k] += r * Ht[n, k]
@@ -153,42 +158,61 @@ def _lik_sparse(
     return lp
 
 
-@numba.njit(nogil=True, fastmath=False, cache=True)
-def _lik_dense(
+@numba.njit(nogil=True, fastmath=_FAST, error_model="numpy", cache=True)
+def _lik_rows(
     W: np.ndarray,
-    H: np.ndarray,
-    indptr: np.ndarray,
-    cols: np.ndarray,
-    vals: np.ndarray,
-    m_indptr: np.ndarray,
-    m_cols: np.ndarray,
+    Hp: np.ndarray,
+    Vp: np.ndarray,
+    Op: np.ndarray,
+    masked: bool,
     gW: np.ndarray,
-    gH: np.ndarray,
+    gHp: np.ndarray,
 ) -> float:
-    """Compute what :func:`_lik_sparse` does through three dense BLAS products.
+    """sum_obs [v log(WH) - WH], gradient into gW and gHp, dense and row by row.
 
-    O(F N K) with an F x N temporary: about twice as fast on counts with more than
-    about a fifth non-zeros (the digits are half non-zero).
+    O(F N K) in short vectorised loops, no F x N temporary: for counts with more than
+    about a fifth non-zeros. Hp, Vp (and the observed weights Op, when ``masked``)
+    have their columns padded with zeros to a multiple of 16 (whole AVX2 blocks);
+    a padded column has rate 0 and count 0, so it adds nothing (and its gHp is unused).
     """
-    F = W.shape[0]
-    Lam = W @ H
-    R = np.zeros_like(Lam)
+    F, K = W.shape
+    Np = Hp.shape[1]
+    lam = np.empty(Np)
     lp = 0.0
     for f in range(F):
-        for i in range(indptr[f], indptr[f + 1]):
-            n = cols[i]
-            lam = Lam[f, n]
-            lp += vals[i] * np.log(lam)
-            R[f, n] = vals[i] / lam
-        for i in range(m_indptr[f], m_indptr[f + 1]):
-            lp += Lam[f, m_cols[i]]
-            R[f, m_cols[i]] = 1.0
-    gW += R @ H.T
-    gH += W.T @ R
+        for n in range(Np):
+            lam[n] = 0.0
+        for k in range(K):
+            w = W[f, k]
+            for n in range(Np):
+                lam[n] += w * Hp[k, n]
+        acc = 0.0
+        if masked:
+            for n in range(Np):
+                v = Vp[f, n]
+                o = Op[f, n]
+                lc = max(lam[n], _TINY)
+                acc += v * flog(lc) - o * lam[n]
+                lam[n] = v / lc - o  # d/dlam, reusing the buffer
+        else:
+            for n in range(Np):
+                v = Vp[f, n]
+                lc = max(lam[n], _TINY)
+                acc += v * flog(lc) - lam[n]
+                lam[n] = v / lc - 1.0
+        lp += acc
+        for k in range(K):
+            s = 0.0
+            w = W[f, k]
+            for n in range(Np):
+                r = lam[n]
+                s += r * Hp[k, n]
+                gHp[k, n] += w * r
+            gW[f, k] = s
     return lp
 
 
-@numba.njit(nogil=True, fastmath=False, cache=True)
+@numba.njit(nogil=True, fastmath=_FAST, error_model="numpy", cache=True)
 def _logp_grad(
     x: np.ndarray,
     F: int,
@@ -199,6 +223,8 @@ def _logp_grad(
     vals: np.ndarray,
     m_indptr: np.ndarray,
     m_cols: np.ndarray,
+    Vp: np.ndarray,
+    Op: np.ndarray,
     aw: np.ndarray,
     bw: np.ndarray,
     ah: np.ndarray,
@@ -207,46 +233,69 @@ def _logp_grad(
     grad: np.ndarray,
     with_prior: bool,
     dense: bool,
+    masked: bool,
 ) -> float:
     nW = F * K
-    W = np.exp(x[:nW]).reshape(F, K)
-    H = np.exp(x[nW:]).reshape(K, N)
-    gW = np.zeros((F, K))
-    gH = np.zeros((K, N))
+    nH = K * N
+    Wv = np.empty(nW)
+    Hv = np.empty(nH)
+    for i in range(nW):
+        Wv[i] = fexp(x[i])
+    for i in range(nH):
+        Hv[i] = fexp(x[nW + i])
+    W = Wv.reshape(F, K)
+    H = Hv.reshape(K, N)
     if dense:
-        lp = _lik_dense(W, H, indptr, cols, vals, m_indptr, m_cols, gW, gH)
+        Np = Vp.shape[1]
+        Hp = np.zeros((K, Np))
+        for k in range(K):
+            for n in range(N):
+                Hp[k, n] = H[k, n]
+        gW = np.empty((F, K))
+        gHp = np.zeros((K, Np))
+        lp = _lik_rows(W, Hp, Vp, Op, masked, gW, gHp)
+        for f in range(F):
+            for k in range(K):
+                grad[f * K + k] = W[f, k] * gW[f, k]
+        for k in range(K):
+            for n in range(N):
+                grad[nW + k * N + n] = H[k, n] * gHp[k, n]
     else:
+        gW = np.zeros((F, K))
+        gH = np.zeros((K, N))
         lp = _lik_sparse(W, H, indptr, cols, vals, m_indptr, m_cols, gW, gH)
-    sW = np.zeros(K)
-    sH = np.zeros(K)
-    for f in range(F):
+        # the rate total sum_fn (WH)_fn = sum_k (sum_f w_fk)(sum_n h_kn)
+        sW = np.zeros(K)
+        sH = np.zeros(K)
+        for f in range(F):
+            for k in range(K):
+                sW[k] += W[f, k]
         for k in range(K):
-            sW[k] += W[f, k]
-    for k in range(K):
-        for n in range(N):
-            sH[k] += H[k, n]
-    for f in range(F):
+            for n in range(N):
+                sH[k] += H[k, n]
         for k in range(K):
-            j = f * K + k
-            w = W[f, k]
-            grad[j] = w * (gW[f, k] - sH[k])
-            if with_prior:
-                lp += aw[f, k] * x[j] - bw[f, k] * w
-                grad[j] += aw[f, k] - bw[f, k] * w
-    for k in range(K):
-        lp -= sW[k] * sH[k]
-        for n in range(N):
-            j = nW + k * N + n
-            h = H[k, n]
-            grad[j] = h * (gH[k, n] - sW[k])
-            if with_prior:
-                lp += ah[k, n] * x[j] - bh[k, n] * h
-                grad[j] += ah[k, n] - bh[k, n] * h
+            lp -= sW[k] * sH[k]
+        for f in range(F):
+            for k in range(K):
+                grad[f * K + k] = W[f, k] * (gW[f, k] - sH[k])
+        for k in range(K):
+            for n in range(N):
+                grad[nW + k * N + n] = H[k, n] * (gH[k, n] - sW[k])
+    if with_prior:
+        awf, bwf, ahf, bhf = aw.ravel(), bw.ravel(), ah.ravel(), bh.ravel()
+        for i in range(nW):
+            lp += awf[i] * x[i] - bwf[i] * Wv[i]
+            grad[i] += awf[i] - bwf[i] * Wv[i]
+        for i in range(nH):
+            j = nW + i
+            lp += ahf[i] * x[j] - bhf[i] * Hv[i]
+            grad[j] += ahf[i] - bhf[i] * Hv[i]
     return lp + const
 
 
-# the dense kernel pays O(F N K) for BLAS speed; worth it above this fill (measured on
-# the digits: twice as fast at 0.5 fill), and only while its F x N temporary is small
+# the dense kernel pays O(F N K) in vectorised loops; worth it above this fill (measured
+# on the digits: twice as fast at 0.5 fill), and only while its padded F x N copy of the
+# counts is small
 _DENSE_MIN_FILL = 0.2
 _DENSE_MAX_ENTRIES = 4_000_000
 
@@ -275,6 +324,8 @@ class _Density:
     vals: np.ndarray
     m_indptr: np.ndarray
     m_cols: np.ndarray
+    Vp: np.ndarray
+    Op: np.ndarray
     aw: np.ndarray
     bw: np.ndarray
     ah: np.ndarray
@@ -282,19 +333,32 @@ class _Density:
     lik_const: float
     prior_const: float
     dense: bool
+    masked: bool
 
     @classmethod
-    def build(cls, counts: Counts, K: int, priors: GammaPriors) -> _Density:
+    def build(
+        cls, counts: Counts, K: int, priors: GammaPriors, dense: bool | None = None
+    ) -> _Density:
+        """Arrays for the kernel; ``dense=None`` picks the kernel by fill (:func:`_use_dense`)."""
         F, N = counts.shape
         indptr, cols, order = _csr(counts.nz_rows, counts.nz_cols, F)
         vals = np.ascontiguousarray(counts.nz_values[order])
         m_indptr, m_cols, _ = _csr(counts.missing_rows, counts.missing_cols, F)
         aw, bw, ah, bh = (np.ascontiguousarray(a) for a in priors.arrays(F, N, K))
+        dense = _use_dense(counts) if dense is None else bool(dense)
+        masked = bool(counts.has_mask)
+        Vp = np.zeros((F, -(-N // _PAD) * _PAD if dense else 0))
+        Op = np.zeros((F, Vp.shape[1] if dense and masked else 0))
+        if dense:
+            Vp[counts.nz_rows, counts.nz_cols] = counts.nz_values
+            if masked:
+                Op[:, :N] = counts.observed()
         return cls(
-            F, N, K, indptr, cols, vals, m_indptr, m_cols, aw, bw, ah, bh,
+            F, N, K, indptr, cols, vals, m_indptr, m_cols, Vp, Op, aw, bw, ah, bh,
             lik_const=-float(np.sum(gammaln(vals + 1.0))),
             prior_const=priors.log_normaliser(F, N, K),
-            dense=_use_dense(counts),
+            dense=dense,
+            masked=masked,
         )  # fmt: skip
 
     @property
@@ -309,8 +373,8 @@ class _Density:
         return float(
             _logp_grad(
                 x, self.F, self.N, self.K, self.indptr, self.cols, self.vals,
-                self.m_indptr, self.m_cols, self.aw, self.bw, self.ah, self.bh,
-                const, g, with_prior, self.dense,
+                self.m_indptr, self.m_cols, self.Vp, self.Op, self.aw, self.bw, self.ah,
+                self.bh, const, g, with_prior, self.dense, self.masked,
             )
         )  # fmt: skip
 
@@ -500,9 +564,10 @@ _as_pointer: Any = numba.extending.intrinsic(_as_pointer_typing)
 
 
 # layout of the user data handed to the callbacks: sizes, then array addresses
-_UD_F, _UD_N, _UD_K, _UD_DENSE, _UD_NNZ, _UD_NM = range(6)
-_UD_ARRAYS = ("indptr", "cols", "vals", "m_indptr", "m_cols", "aw", "bw", "ah", "bh")
-_UD_BM1 = 6 + len(_UD_ARRAYS)
+_UD_F, _UD_N, _UD_K, _UD_DENSE, _UD_NNZ, _UD_NM, _UD_NP, _UD_NO, _UD_MASKED = range(9)
+_UD_ARRAYS = ("indptr", "cols", "vals", "m_indptr", "m_cols", "Vp", "Op", "aw", "bw", "ah", "bh")
+_UD_A0 = 9  # where the array addresses start
+_UD_BM1 = _UD_A0 + len(_UD_ARRAYS)
 _UD_SCALE = _UD_BM1 + 1
 _UD_CONST = _UD_SCALE + 1
 _UD_SIZE = _UD_CONST + 1
@@ -512,15 +577,19 @@ _UD_SIZE = _UD_CONST + 1
 def _ud_logp(y: np.ndarray, out: np.ndarray, ud: np.ndarray) -> float:  # pragma: no cover
     F, N, K = int(ud[_UD_F]), int(ud[_UD_N]), int(ud[_UD_K])
     nnz, nm = int(ud[_UD_NNZ]), int(ud[_UD_NM])
-    indptr = numba.carray(_as_pointer(ud[6]), (F + 1,), np.int64)
-    cols = numba.carray(_as_pointer(ud[7]), (nnz,), np.int64)
-    vals = numba.carray(_as_pointer(ud[8]), (nnz,), np.float64)
-    m_indptr = numba.carray(_as_pointer(ud[9]), (F + 1,), np.int64)
-    m_cols = numba.carray(_as_pointer(ud[10]), (nm,), np.int64)
-    aw = numba.carray(_as_pointer(ud[11]), (F, K), np.float64)
-    bw = numba.carray(_as_pointer(ud[12]), (F, K), np.float64)
-    ah = numba.carray(_as_pointer(ud[13]), (K, N), np.float64)
-    bh = numba.carray(_as_pointer(ud[14]), (K, N), np.float64)
+    Np, No = int(ud[_UD_NP]), int(ud[_UD_NO])
+    a = _UD_A0
+    indptr = numba.carray(_as_pointer(ud[a]), (F + 1,), np.int64)
+    cols = numba.carray(_as_pointer(ud[a + 1]), (nnz,), np.int64)
+    vals = numba.carray(_as_pointer(ud[a + 2]), (nnz,), np.float64)
+    m_indptr = numba.carray(_as_pointer(ud[a + 3]), (F + 1,), np.int64)
+    m_cols = numba.carray(_as_pointer(ud[a + 4]), (nm,), np.int64)
+    Vp = numba.carray(_as_pointer(ud[a + 5]), (F, Np), np.float64)
+    Op = numba.carray(_as_pointer(ud[a + 6]), (F, No), np.float64)
+    aw = numba.carray(_as_pointer(ud[a + 7]), (F, K), np.float64)
+    bw = numba.carray(_as_pointer(ud[a + 8]), (F, K), np.float64)
+    ah = numba.carray(_as_pointer(ud[a + 9]), (K, N), np.float64)
+    bh = numba.carray(_as_pointer(ud[a + 10]), (K, N), np.float64)
     bm1 = numba.carray(_as_pointer(ud[_UD_BM1]), (K,), np.float64)
     n = y.size
     scale = numba.carray(_as_pointer(ud[_UD_SCALE]), (n,), np.float64)
@@ -528,8 +597,8 @@ def _ud_logp(y: np.ndarray, out: np.ndarray, ud: np.ndarray) -> float:  # pragma
     x = np.empty(n)
     gx = np.empty(n)
     _ridge_map(y * scale, F, N, K, bm1, x)
-    val = _logp_grad(x, F, N, K, indptr, cols, vals, m_indptr, m_cols, aw, bw, ah, bh,
-                     const, gx, True, ud[_UD_DENSE] != 0)  # fmt: skip
+    val = _logp_grad(x, F, N, K, indptr, cols, vals, m_indptr, m_cols, Vp, Op, aw, bw,
+                     ah, bh, const, gx, True, ud[_UD_DENSE] != 0, ud[_UD_MASKED] != 0)  # fmt: skip
     _ridge_map(gx, F, N, K, bm1, out)
     for i in range(n):
         out[i] *= scale[i]
@@ -602,8 +671,9 @@ def _compile_nutpie(dens: _Density, y0: np.ndarray, beta: np.ndarray, scale: np.
     ud[[_UD_F, _UD_N, _UD_K]] = dens.F, dens.N, dens.K
     ud[_UD_DENSE] = int(dens.dense)
     ud[_UD_NNZ], ud[_UD_NM] = dens.vals.size, dens.m_cols.size
+    ud[_UD_NP], ud[_UD_NO], ud[_UD_MASKED] = dens.Vp.shape[1], dens.Op.shape[1], int(dens.masked)
     for i, name in enumerate((*_UD_ARRAYS, "bm1", "scale", "const")):
-        ud[6 + i] = keep[name].ctypes.data
+        ud[_UD_A0 + i] = keep[name].ctypes.data
     logp_fn, expand_fn = _callbacks()
     return CompiledPyMCModel(
         dims={"x": ("x_dim_0",)},

@@ -1,0 +1,105 @@
+"""Vectorisable ``log`` and ``exp`` for Numba kernels, accurate to a few ulp.
+
+Numba calls the C library for ``np.log`` and ``np.exp`` one value at a time (about
+5 ns each here: LLVM has no vector maths library without Intel's SVML), which was
+the largest cost of the posterior's gradient. These versions are branch-free
+polynomials on the IEEE bit patterns, which LLVM turns into AVX2 code (about 1.5 ns
+per value) when the calling loop is compiled with ``fastmath=FAST`` and
+``error_model="numpy"``.
+
+Accuracy (checked by the tests against NumPy): ``flog`` within 3e-16 relative for
+positive normal numbers; ``fexp`` within 2e-15 relative on [-50, 50] and 3e-14 on
+[-708, 709], outside which its argument is clamped (``exp(-708)`` is 3e-308: the
+density there is zero to double precision either way).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numba
+import numba.extending
+import numpy as np
+from llvmlite import ir
+
+__all__ = ["FAST", "fexp", "flog"]
+
+#: LLVM fast-math flags for kernels that call these: reassociation (to vectorise sums)
+#: without "no NaNs / no infinities", so that NaN and inf still propagate
+FAST = {"reassoc", "nsz", "arcp", "contract", "afn"}
+
+
+def _f2u_typing(typingctx: Any, src: Any) -> Any:  # pragma: no cover - numba typing
+    def codegen(cgctx: Any, builder: Any, sig: Any, args: Any) -> Any:
+        return builder.bitcast(args[0], ir.IntType(64))
+
+    return numba.types.uint64(numba.types.float64), codegen
+
+
+def _u2f_typing(typingctx: Any, src: Any) -> Any:  # pragma: no cover - numba typing
+    def codegen(cgctx: Any, builder: Any, sig: Any, args: Any) -> Any:
+        return builder.bitcast(args[0], ir.DoubleType())
+
+    return numba.types.float64(numba.types.uint64), codegen
+
+
+# the bits of a float64 as uint64 and back (unsigned: AVX2 has logical 64-bit shifts
+# only)
+_f2u: Any = numba.extending.intrinsic(_f2u_typing)
+_u2f: Any = numba.extending.intrinsic(_u2f_typing)
+
+_U = numba.uint64
+_LN2_HI = 6.93147180369123816490e-01
+_LN2_LO = 1.90821492927058770002e-10
+_LOG2E = 1.4426950408889634
+_SQRT2 = 1.4142135623730951
+_TWO52_1023 = 4503599627371519.0  # 2^52 + 1023: its low mantissa bits hold an exponent
+
+
+@numba.njit(fastmath=FAST, nogil=True, error_model="numpy", inline="always", cache=True)
+def flog(x: float) -> float:  # pragma: no cover - compiled
+    """Natural log of a positive normal float64 (no checks: 0, inf or NaN give garbage)."""
+    b = _f2u(x)
+    e = _u2f((b >> _U(52)) | _U(0x4330000000000000)) - _TWO52_1023
+    m = _u2f((b & _U(0xFFFFFFFFFFFFF)) | _U(0x3FF0000000000000))  # in [1, 2)
+    big = m > _SQRT2
+    m = m * 0.5 if big else m
+    e = e + 1.0 if big else e
+    # log m = 2 atanh(s), |s| <= 0.172: the series to s^21 is exact to 1e-17
+    s = (m - 1.0) / (m + 1.0)
+    s2 = s * s
+    p = 1.0 / 21
+    p = p * s2 + 1.0 / 19
+    p = p * s2 + 1.0 / 17
+    p = p * s2 + 1.0 / 15
+    p = p * s2 + 1.0 / 13
+    p = p * s2 + 1.0 / 11
+    p = p * s2 + 1.0 / 9
+    p = p * s2 + 1.0 / 7
+    p = p * s2 + 1.0 / 5
+    p = p * s2 + 1.0 / 3
+    return e * _LN2_HI + (2.0 * s + (2.0 * s * s2 * p + e * _LN2_LO))
+
+
+@numba.njit(fastmath=FAST, nogil=True, error_model="numpy", inline="always", cache=True)
+def fexp(x: float) -> float:  # pragma: no cover - compiled
+    """Exp of a float64, its argument clamped to [-708, 709]."""
+    x = min(max(x, -708.0), 709.0)
+    nd = np.floor(x * _LOG2E + 0.5)
+    y = nd + _TWO52_1023  # 2^nd's biased exponent in the low bits of y
+    r = (x - nd * _LN2_HI) - nd * _LN2_LO  # |r| <= 0.347: Taylor to r^13, 4e-18
+    p = 1.0 / 6227020800.0
+    p = p * r + 1.0 / 479001600.0
+    p = p * r + 1.0 / 39916800.0
+    p = p * r + 1.0 / 3628800.0
+    p = p * r + 1.0 / 362880.0
+    p = p * r + 1.0 / 40320.0
+    p = p * r + 1.0 / 5040.0
+    p = p * r + 1.0 / 720.0
+    p = p * r + 1.0 / 120.0
+    p = p * r + 1.0 / 24.0
+    p = p * r + 1.0 / 6.0
+    p = p * r + 0.5
+    p = p * r + 1.0
+    p = p * r + 1.0
+    return p * _u2f(_f2u(y) << _U(52))
