@@ -57,43 +57,88 @@ def test_log_density_equals_pymc(small_counts, priors, masked, dense):
         np.testing.assert_allclose(g, dlogp(point), rtol=1e-10, atol=1e-9)
 
 
-def test_ridge_map_and_callback(small_counts):
-    """The sampler's coordinates y = L^-1 x: L inverts, and the C callback that nutpie
-    calls (data passed as addresses) returns the density of x = L y and L times its
-    gradient."""
+def test_sampler_coordinates_and_callback(small_counts):
+    """The sampler's coordinates y, x = L (scale * (M y)): the map inverts, and the C
+    callbacks that nutpie calls (data passed as addresses) return x (expand) and the
+    density of x with its gradient carried to y, M (scale * (L grad_x))."""
     import ctypes
 
-    from poisson_nmf.sample import _compile_nutpie, _ridge_map, _ridge_stretch
+    from poisson_nmf.sample import (
+        _compile_nutpie,
+        _Coords,
+        _lowrank_map,
+        _ridge_map,
+        _ridge_stretch,
+    )
 
-    rng = named_rng("test_ridge_map_and_callback")
+    rng = named_rng("test_sampler_coordinates_and_callback")
     dens = log_density(small_counts, 2, mask=rng.random(small_counts.shape) < 0.1)
     F, N, K = dens.F, dens.N, dens.K
     x = rng.normal(0.0, 1.0, dens.n_dim)
     beta, scale = _ridge_stretch(dens, x)
     assert beta.shape == (K,) and np.all(beta >= 1.0)
     assert scale.shape == x.shape and np.all(scale > 0)
-    y, back = np.empty_like(x), np.empty_like(x)
-    _ridge_map(x, F, N, K, 1.0 / beta - 1.0, y)
-    _ridge_map(y, F, N, K, beta - 1.0, back)
-    np.testing.assert_allclose(back, x, rtol=1e-12, atol=1e-12)
-    # WH is unchanged along the ridge, and y moves along it beta times less than x
-    y = y / scale  # the sampler's coordinates: x = L (scale * y)
-    model = _compile_nutpie(dens, y, beta, scale)
-    fn = ctypes.CFUNCTYPE(
-        ctypes.c_int64, ctypes.c_uint64, *(3 * [ctypes.POINTER(ctypes.c_double)]),
-        ctypes.c_void_p,
-    )(model.compiled_logp_func.address)  # fmt: skip
+    U = np.linalg.qr(rng.standard_normal((dens.n_dim, 3)))[0]
+    coords = _Coords(F, N, beta, scale, np.ascontiguousarray(U), np.array([0.5, 2.0, -0.3]))
+    y = coords.to_y(x)
+    dptr = ctypes.POINTER(ctypes.c_double)
+    model = _compile_nutpie(dens, y, coords)
+    ud = model.user_data.ctypes.data
+    expand = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_uint64, ctypes.c_uint64, dptr, dptr,
+                              ctypes.c_void_p)(model.compiled_expand_func.address)  # fmt: skip
+    back = np.empty_like(x)
+    assert expand(y.size, y.size, y.ctypes.data_as(dptr), back.ctypes.data_as(dptr), ud) == 0
+    np.testing.assert_allclose(back, x, rtol=1e-10, atol=1e-10)
+    fn = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_uint64, *(3 * [dptr]), ctypes.c_void_p)(
+        model.compiled_logp_func.address
+    )
     grad_y = np.empty_like(y)
     lp = np.zeros(1)
-    dptr = ctypes.POINTER(ctypes.c_double)
     rc = fn(y.size, y.ctypes.data_as(dptr), grad_y.ctypes.data_as(dptr),
-            lp.ctypes.data_as(dptr), model.user_data.ctypes.data)  # fmt: skip
+            lp.ctypes.data_as(dptr), ud)  # fmt: skip
     assert rc == 0
     grad_x = np.empty_like(x)
     assert lp[0] == pytest.approx(dens(x, grad_x), rel=1e-12)
+    t = np.empty_like(x)
+    _ridge_map(grad_x, F, N, K, beta - 1.0, t)
     expected = np.empty_like(x)
-    _ridge_map(grad_x, F, N, K, beta - 1.0, expected)
-    np.testing.assert_allclose(grad_y, expected * scale, rtol=1e-10, atol=1e-10)
+    _lowrank_map(t * scale, coords.U, coords.c, expected)
+    np.testing.assert_allclose(grad_y, expected, rtol=1e-9, atol=1e-9)
+    # WH is unchanged along a ridge e_k, which y crosses beta_k times slower than x
+    e = np.zeros_like(x)
+    e[np.arange(F) * K] = 1.0
+    e[F * K : F * K + N] = -1.0
+    t0 = np.empty_like(x)
+    _ridge_map(e, F, N, K, 1.0 / beta - 1.0, t0)
+    np.testing.assert_allclose(t0, e / beta[0], rtol=1e-12)
+
+
+def test_learn_long_directions_finds_a_planted_direction():
+    """Warm-up draws with one direction 40 times the variance of the others: the
+    learned map finds it (and its variance), and white noise alone gives rank 0."""
+    from poisson_nmf.sample import _Coords, _learn_long_directions
+
+    rng = named_rng("test_learn_long_directions")
+    n, m = 300, 800
+    base = _Coords(10, 20, np.ones(10), np.ones(n), np.zeros((n, 0)), np.zeros(0))
+    u = rng.standard_normal(n)
+    u /= np.linalg.norm(u)
+    sd = rng.uniform(0.5, 2.0, n)
+    draws = rng.standard_normal((m, n)) + np.sqrt(40.0 - 1.0) * rng.standard_normal((m, 1)) * u
+    learned = _learn_long_directions(base, [draws[: m // 2] * sd, draws[m // 2 :] * sd])
+    assert learned.c.size == 1
+    assert abs(float(learned.U[:, 0] @ u)) > 0.9
+
+    # in the learned coordinates the draws are white: their largest sample variance is
+    # back at the noise level (Marchenko-Pastur edge (1 + sqrt(n / m))^2 = 2.6; 30 before)
+    def top_variance(y):
+        return float(np.linalg.svd(y - y.mean(axis=0), compute_uv=False)[0] ** 2 / m)
+
+    x = draws * sd
+    assert top_variance(x / x.std(axis=0)) > 25.0
+    assert top_variance(learned.to_y(x)) < 1.3 * (1 + np.sqrt(n / m)) ** 2
+    noise = _learn_long_directions(base, [rng.standard_normal((m, n))])
+    assert noise.c.size == 0
 
 
 def test_layout_and_normalisation(small_counts, small_tree):
@@ -133,6 +178,20 @@ def test_reproducible_with_seed(small_counts, small_tree):
         np.testing.assert_array_equal(again[group][var].values, small_tree[group][var].values)
     other = sample_posterior(small_counts, 2, random_seed=8, **SMALL)
     assert not np.array_equal(other["posterior"]["W"].values, small_tree["posterior"]["W"].values)
+
+
+def test_two_stage_warmup_is_reproducible_and_reported(small_counts):
+    """tune >= 300 learns long directions in a first warm-up stage; the run stays
+    reproducible with a seed (also with three chains on two cores) and says what it
+    learned."""
+    kw = {"draws": 40, "tune": 300, "chains": 3, "cores": 2, "random_seed": 5}
+    tree = sample_posterior(small_counts, 2, **kw)
+    info = json.loads(tree.attrs["sampler"])
+    assert info["warmup_stage1"] == {"tune": 75, "draws": 60}
+    assert 0 <= info["long_directions"] <= 32 and len(info["ridge_beta"]) == 2
+    assert tree["posterior"].sizes["draw"] == 40
+    again = sample_posterior(small_counts, 2, **kw)
+    np.testing.assert_array_equal(again["posterior"]["W"].values, tree["posterior"]["W"].values)
 
 
 def test_thinned_pointwise_and_normalize_h(small_counts):
