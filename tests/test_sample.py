@@ -102,7 +102,7 @@ def test_sampler_coordinates_and_callback(small_counts):
     t = np.empty_like(x)
     _ridge_map(grad_x, F, N, K, beta - 1.0, t)
     expected = np.empty_like(x)
-    _lowrank_map(t * scale, coords.U, coords.c, expected)
+    _lowrank_map(t * scale, np.ascontiguousarray(coords.U.T), coords.c, expected)
     np.testing.assert_allclose(grad_y, expected, rtol=1e-9, atol=1e-9)
     # WH is unchanged along a ridge e_k, which y crosses beta_k times slower than x
     e = np.zeros_like(x)

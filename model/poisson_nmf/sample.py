@@ -595,40 +595,38 @@ _UD_SIZE = _UD_LR_R + 1
 
 
 @numba.njit(nogil=True, fastmath=_FAST, error_model="numpy", cache=True)
-def _lowrank_map(y: np.ndarray, U: np.ndarray, c: np.ndarray, out: np.ndarray) -> None:
-    """Write M y into out, M = I + U diag(c) U^T (U: orthonormal columns; symmetric)."""
-    n, r = U.shape
-    t = np.zeros(r)
+def _lowrank_map(y: np.ndarray, UT: np.ndarray, c: np.ndarray, out: np.ndarray) -> None:
+    """Write M y into out, M = I + U diag(c) U^T (UT = U^T, (r, n), orthonormal rows)."""
+    r, n = UT.shape
     for i in range(n):
-        for j in range(r):
-            t[j] += U[i, j] * y[i]
+        out[i] = y[i]
     for j in range(r):
-        t[j] *= c[j]
-    for i in range(n):
-        acc = y[i]
-        for j in range(r):
-            acc += U[i, j] * t[j]
-        out[i] = acc
+        t = 0.0
+        for i in range(n):
+            t += UT[j, i] * y[i]
+        t *= c[j]
+        for i in range(n):
+            out[i] += t * UT[j, i]
 
 
 @numba.njit(nogil=True, cache=True)
 def _ud_maps(ud: np.ndarray, n: int) -> Any:  # pragma: no cover
-    """Read the coordinate maps from the user data: (F, N, K, bm1, scale, U, c)."""
+    """Read the coordinate maps from the user data: (F, N, K, bm1, scale, U^T, c)."""
     F, N, K = int(ud[_UD_F]), int(ud[_UD_N]), int(ud[_UD_K])
     r = int(ud[_UD_LR_R])
     bm1 = numba.carray(_as_pointer(ud[_UD_BM1]), (K,), np.float64)
     scale = numba.carray(_as_pointer(ud[_UD_SCALE]), (n,), np.float64)
-    U = numba.carray(_as_pointer(ud[_UD_LR_U]), (n, r), np.float64)
+    UT = numba.carray(_as_pointer(ud[_UD_LR_U]), (r, n), np.float64)
     c = numba.carray(_as_pointer(ud[_UD_LR_C]), (r,), np.float64)
-    return F, N, K, bm1, scale, U, c
+    return F, N, K, bm1, scale, UT, c
 
 
 @numba.njit(nogil=True, cache=True)
 def _to_x(y: np.ndarray, ud: np.ndarray, out: np.ndarray) -> None:  # pragma: no cover
     """Map the sampler's y to x = (log W, log H) = L (scale * (M y))."""
-    F, N, K, bm1, scale, U, c = _ud_maps(ud, y.size)
+    F, N, K, bm1, scale, UT, c = _ud_maps(ud, y.size)
     t = np.empty(y.size)
-    _lowrank_map(y, U, c, t)
+    _lowrank_map(y, UT, c, t)
     t *= scale
     _ridge_map(t, F, N, K, bm1, out)
 
@@ -636,11 +634,11 @@ def _to_x(y: np.ndarray, ud: np.ndarray, out: np.ndarray) -> None:  # pragma: no
 @numba.njit(nogil=True, cache=True)
 def _grad_to_y(gx: np.ndarray, ud: np.ndarray, out: np.ndarray) -> None:  # pragma: no cover
     """Carry a gradient in x to y: M (scale * (L gx)) (L and M are symmetric)."""
-    F, N, K, bm1, scale, U, c = _ud_maps(ud, gx.size)
+    F, N, K, bm1, scale, UT, c = _ud_maps(ud, gx.size)
     t = np.empty(gx.size)
     _ridge_map(gx, F, N, K, bm1, t)
     t *= scale
-    _lowrank_map(t, U, c, out)
+    _lowrank_map(t, UT, c, out)
 
 
 @numba.njit(nogil=True, cache=True)
@@ -738,9 +736,10 @@ class _Coords:
         out = np.empty_like(flat)
         t = np.empty(flat.shape[1])
         inv_c = 1.0 / (1.0 + self.c) - 1.0
+        UT = np.ascontiguousarray(self.U.T)
         for i, row in enumerate(flat):
             _ridge_map(row, self.F, self.N, self.beta.size, 1.0 / self.beta - 1.0, t)
-            _lowrank_map(t / self.scale, self.U, inv_c, out[i])
+            _lowrank_map(t / self.scale, UT, inv_c, out[i])
         return out.reshape(x.shape)
 
 
@@ -850,7 +849,7 @@ def _compile_nutpie(dens: _Density, y0: np.ndarray, coords: _Coords) -> Any:
     keep["bm1"] = np.ascontiguousarray(coords.beta - 1.0, dtype=np.float64)
     keep["scale"] = np.ascontiguousarray(coords.scale, dtype=np.float64)
     keep["const"] = np.array([dens.lik_const + dens.prior_const])
-    keep["U"] = np.ascontiguousarray(coords.U, dtype=np.float64)
+    keep["U"] = np.ascontiguousarray(coords.U.T, dtype=np.float64)  # (r, n)
     keep["c"] = np.ascontiguousarray(coords.c, dtype=np.float64)
     ud = np.zeros(_UD_SIZE, dtype=np.uint64)
     ud[[_UD_F, _UD_N, _UD_K]] = dens.F, dens.N, dens.K
