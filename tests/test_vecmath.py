@@ -37,4 +37,3 @@ def test_fexp_matches_numpy_and_clamps():
     big = _apply(np.array([-1e4, 1e4, 0.0]), 1)
     np.testing.assert_allclose(big, np.exp([-708.0, 709.0, 0.0]), rtol=5e-14)
     assert big[2] == 1.0
-
