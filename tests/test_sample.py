@@ -141,6 +141,22 @@ def test_learn_long_directions_finds_a_planted_direction():
     assert noise.c.size == 0
 
 
+@pytest.mark.parametrize("shape", [(40, 120), (120, 40)])
+def test_top_right_singular_matches_svd(shape):
+    """The Gram-matrix shortcut gives NumPy's leading singular values and vectors (up
+    to sign), whichever side of A is shorter."""
+    from poisson_nmf.sample import _top_right_singular
+
+    rng = named_rng("test_top_right_singular")
+    A = rng.standard_normal(shape) * np.linspace(1.0, 4.0, shape[1])
+    ev, Vt = _top_right_singular(A, 7)
+    _, s, vt = np.linalg.svd(A, full_matrices=False)
+    np.testing.assert_allclose(ev, s[:7] ** 2, rtol=1e-10)
+    # distinct singular values: each vector is determined up to its sign
+    np.testing.assert_allclose(np.abs(np.sum(Vt * vt[:7], axis=1)), 1.0, rtol=1e-8)
+    assert _top_right_singular(A, 0)[1].shape == (0, shape[1])
+
+
 def test_layout_and_normalisation(small_counts, small_tree):
     tree = small_tree
     for group in ("posterior", "sample_stats", "log_likelihood", "posterior_predictive",

@@ -87,9 +87,11 @@ from __future__ import annotations
 import functools
 import json
 import os
+import threading
 import time
 import warnings
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
@@ -507,23 +509,30 @@ def _map_start(
 # samplers
 
 
-@numba.njit(nogil=True, cache=True)
+@numba.njit(nogil=True, fastmath=_FAST, cache=True)
 def _ridge_map(y: np.ndarray, F: int, N: int, K: int, bm1: np.ndarray, out: np.ndarray) -> None:
-    """Write L y into out, L = I + sum_k bm1[k] e_k e_k^T (symmetric: also L^T)."""
+    """Write L y into out, L = I + sum_k bm1[k] e_k e_k^T (symmetric: also L^T).
+
+    e_k is +1 on column k of log W and -1 on row k of log H, over sqrt(F + N); one
+    pass in memory order over each block.
+    """
     nW = F * K
     norm = 1.0 / (F + N)
-    out[:] = y
+    p = np.zeros(K)
+    for f in range(F):
+        for k in range(K):
+            p[k] += y[f * K + k]
     for k in range(K):
-        p = 0.0
-        for f in range(F):
-            p += y[f * K + k]
+        q = 0.0
         for n in range(N):
-            p -= y[nW + k * N + n]
-        c = bm1[k] * p * norm
-        for f in range(F):
-            out[f * K + k] += c
+            q += y[nW + k * N + n]
+        p[k] = bm1[k] * (p[k] - q) * norm
+    for f in range(F):
+        for k in range(K):
+            out[f * K + k] = y[f * K + k] + p[k]
+    for k in range(K):
         for n in range(N):
-            out[nW + k * N + n] -= c
+            out[nW + k * N + n] = y[nW + k * N + n] - p[k]
 
 
 def _ridge_stretch(dens: _Density, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -744,6 +753,30 @@ class _Coords:
         return out.reshape(x.shape)
 
 
+def _top_right_singular(A: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Return the k largest squared singular values of A (m, n) and right vectors (k, n).
+
+    They come from the eigen-decomposition of the smaller Gram matrix.
+
+    With m = 800 warm-up draws and n = 2130 (300 digits, K = 6) this takes a tenth of
+    the time of ``np.linalg.svd``; for n = 18,580 the full SVD would take many seconds.
+    """
+    import scipy.linalg
+
+    m, n = A.shape
+    k = min(k, m, n)
+    if k == 0:
+        return np.zeros(0), np.zeros((0, n))
+    p = min(m, n)
+    G = A @ A.T if m <= n else A.T @ A
+    ev, vec = scipy.linalg.eigh(G, subset_by_index=(p - k, p - 1))
+    ev, vec = np.maximum(ev[::-1], 0.0), vec[:, ::-1]
+    if m > n:
+        return ev, np.ascontiguousarray(vec.T)
+    s = np.sqrt(ev)
+    return ev, (vec.T @ A) / np.where(s > 0, s, 1.0)[:, None]
+
+
 def _learn_long_directions(
     coords: _Coords, ys: list[np.ndarray], candidates: np.ndarray | None = None
 ) -> _Coords:
@@ -783,12 +816,12 @@ def _learn_long_directions(
         a, b = np.concatenate(blocks[0::2]), np.concatenate(blocks[1::2])
     else:
         a, b = Z[: m // 2], Z[m // 2 :]
-    Va = np.linalg.svd(a, full_matrices=False)[2][: 4 * _MAX_RANK]
+    Va = _top_right_singular(a, 4 * _MAX_RANK)[1]
     held_out = ((b @ Va.T) ** 2).mean(axis=0)
     rank = min(int((held_out >= _MIN_VARIANCE).sum()), _MAX_RANK)
     if rank > 0 or candidates is None or candidates.shape[1] == 0:
-        _, sv, Vt = np.linalg.svd(Z, full_matrices=False)
-        lam = sv[:rank] ** 2 / dof
+        sv2, Vt = _top_right_singular(Z, rank)
+        lam = sv2 / dof
         gamma = n / m
         q = lam + 1.0 - gamma
         ell = (q + np.sqrt(np.maximum(q * q - 4.0 * lam, 0.0))) / 2.0
@@ -903,42 +936,28 @@ def _run_nutpie(
     kw = {"progress_bar": False, "save_warmup": False, **nuts_kwargs}
     beta, scale = _ridge_stretch(dens, starts[0])
     coords = _Coords(F, N, beta, scale, np.zeros((dens.n_dim, 0)), np.zeros(0))
-    # chains run in parallel threads: BLAS threads inside the dense kernel would only
-    # compete with them
-    with threadpool_limits(1):
-        if tune >= _LEARN_MIN_TUNE:
-            t1, d1 = tune // 4, tune // 5
-            ys = [coords.to_y(x0) for x0 in starts]
-            first = _run_chains(_compile_nutpie(dens, ys[0], coords), ys, seeds, d1, t1, cores, kw)
-            coords = _learn_long_directions(
-                coords, [coords.to_y(x) for x, _ in first], _shear_directions(dens, starts[0])
-            )
-            starts = [x[-1] for x, _ in first]
-            seeds = [(s * 7919 + 1) % (2**31 - 1) for s in seeds]
-            tune -= t1 + d1
-            del first
-            info["warmup_stage1"] = {"tune": t1, "draws": d1}
-        info["long_directions"] = int(coords.c.size)
-        info["ridge_beta"] = [round(float(b), 3) for b in coords.beta]
+    if tune >= _LEARN_MIN_TUNE:
+        t1, d1 = tune // 4, tune // 5
         ys = [coords.to_y(x0) for x0 in starts]
-        runs = _run_chains(_compile_nutpie(dens, ys[0], coords), ys, seeds, draws, tune, cores, kw)
+        first = _run_chains(_compile_nutpie(dens, ys[0], coords), ys, seeds, d1, t1, cores, kw)
+        coords = _learn_long_directions(
+            coords, [coords.to_y(x) for x, _ in first], _shear_directions(dens, starts[0])
+        )
+        starts = [x[-1] for x, _ in first]
+        seeds = [(s * 7919 + 1) % (2**31 - 1) for s in seeds]
+        tune -= t1 + d1
+        del first
+        info["warmup_stage1"] = {"tune": t1, "draws": d1}
+    info["long_directions"] = int(coords.c.size)
+    info["ridge_beta"] = [round(float(b), 3) for b in coords.beta]
+    ys = [coords.to_y(x0) for x0 in starts]
+    runs = _run_chains(_compile_nutpie(dens, ys[0], coords), ys, seeds, draws, tune, cores, kw)
     out = []
     for x, st in runs:
         W = np.exp(x[:, :nW]).reshape(draws, F, K)
         H = np.exp(x[:, nW:]).reshape(draws, K, N)
         out.append((W, H, st))
     return out
-
-
-def _finished(sampler: Any) -> bool:
-    """Tell whether a background nutpie sampler is done.
-
-    nutpie 0.16 raises TimeoutError from ``is_finished`` while it is still running.
-    """
-    try:
-        return bool(sampler.is_finished)
-    except TimeoutError:
-        return False
 
 
 def _run_chains(
@@ -950,29 +969,43 @@ def _run_chains(
     cores: int,
     kw: dict,
 ) -> list[tuple[np.ndarray, xr.Dataset]]:
-    """Draws of x (draws, n) and sample stats, per chain."""
+    """Draws of x (draws, n) and sample stats, per chain.
+
+    One nutpie sampler per chain (explicit start and seed), ``cores`` at a time, each
+    waited on by its own thread (nutpie's wait releases the GIL), so the next chain
+    starts as soon as one finishes. Waiting in threads rather than polling
+    ``is_finished`` (about 1 ms of CPU per call) gave 8-14 % more draws per second on
+    2 cores. On an interrupt or error every running sampler is cancelled.
+    """
     import nutpie
 
-    out: list[Any] = [None] * len(starts)
-    # one sampler per chain (explicit start and seed); `cores` run at a time, the next
-    # starting as soon as one finishes
-    waiting = list(range(len(starts)))
-    running: dict[int, Any] = {}
-    while waiting or running:
-        while waiting and len(running) < cores:
-            c = waiting.pop(0)
-            model = replace(base, initial_point_func=lambda seed, y0=starts[c]: y0.copy())
-            running[c] = nutpie.sample(model, draws=draws, tune=tune, chains=1, cores=1,
-                                       seed=seeds[c], blocking=False, **kw)  # fmt: skip
-        done = [c for c, s in running.items() if _finished(s)]
-        if not done:
-            time.sleep(0.005)
-        for c in done:
-            tr = running.pop(c).wait()
-            x = np.asarray(tr["posterior"]["x"].values[0])  # (draw, n_dim)
-            out[c] = (x, tr["sample_stats"].to_dataset().isel(chain=0, drop=True).load())
-            del tr
-    return out
+    live: dict[int, Any] = {}
+    lock = threading.Lock()
+
+    def one(c: int) -> tuple[np.ndarray, xr.Dataset]:
+        model = replace(base, initial_point_func=lambda seed, y0=starts[c]: y0.copy())
+        sampler = nutpie.sample(model, draws=draws, tune=tune, chains=1, cores=1,
+                                seed=seeds[c], blocking=False, **kw)  # fmt: skip
+        with lock:
+            live[c] = sampler
+        tr = sampler.wait()
+        with lock:
+            live.pop(c, None)
+        x = np.asarray(tr["posterior"]["x"].values[0])  # (draw, n_dim)
+        return x, tr["sample_stats"].to_dataset().isel(chain=0, drop=True).load()
+
+    ex = ThreadPoolExecutor(max_workers=max(1, cores))
+    try:
+        # the chains are the parallelism: BLAS threads would only compete with them
+        with threadpool_limits(1):
+            return list(ex.map(one, range(len(starts))))
+    except BaseException:
+        with lock:
+            for s in live.values():
+                s.cancel()
+        raise
+    finally:
+        ex.shutdown(wait=True, cancel_futures=True)
 
 
 def _run_pymc(
