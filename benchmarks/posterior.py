@@ -1,7 +1,10 @@
 """Smallest ESS per second: naive pm.sample vs MAP-started nutpie vs sample_posterior.
 
 Both cases of the issue, side by side, each (case, method) in its own process so that
-wall time includes compilation and peak memory (max RSS) is that run's alone:
+wall time includes compilation (PyTensor's, Numba's, cached or not) and peak memory
+(max RSS) is that run's alone. The libraries (pymc, nutpie, arviz_base) are imported
+before the clock starts, for every method alike: importing Python modules is not part
+of sampling.
 
     python benchmarks/posterior.py                    # everything (slow: naive runs)
     python benchmarks/posterior.py --cases small --methods sample_posterior
@@ -57,10 +60,14 @@ def _diagnose(W, H, W_ref, H_ref):
 
 
 def run_one(case, method, draws, tune, chains, seed):
+    import arviz_base  # noqa: F401
     import numpy as np
+    import nutpie
+    import pymc as pm
 
     from poisson_nmf import GammaPriors
     from poisson_nmf.kl import kl_nmf
+    from poisson_nmf.model import build_model
     from poisson_nmf.sample import _Density, _fill_zeros, sample_posterior
 
     warnings.simplefilter("ignore")
@@ -76,10 +83,6 @@ def run_one(case, method, draws, tune, chains, seed):
         ss = tree["sample_stats"]
         out["n_modes"] = json.loads(tree.attrs["modes"])["n_modes"]
     else:
-        import pymc as pm
-
-        from poisson_nmf.model import build_model
-
         fit = kl_nmf(V, K, priors=GammaPriors(), random_seed=seed, tol=1e-6)
         W_ref, H_ref = fit.W, fit.H
         if method == "naive_pymc":
@@ -88,8 +91,6 @@ def run_one(case, method, draws, tune, chains, seed):
                                random_seed=seed, progressbar=False,
                                compute_convergence_checks=False)  # fmt: skip
         else:
-            import nutpie
-
             from poisson_nmf.data import as_counts
 
             counts = as_counts(V)
