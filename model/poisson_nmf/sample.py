@@ -7,10 +7,11 @@ The posterior sampled is exactly that of :func:`poisson_nmf.model.build_model`:
 
 Strategy (``sampler="nutpie"``, the default)
 --------------------------------------------
-- **Start at the MAP.** :func:`poisson_nmf.kl_nmf` with the same priors gives the exact
-  mode; entries the MAP puts at zero (the boundary, for shapes a = 1) start at their
-  conditional posterior mean :math:`a / g'(0)`, and every chain is jittered a little
-  (log-normal, sd ``jitter``). Chains then spend no warm-up travelling between modes.
+- **Start at the MAP.** :func:`poisson_nmf.kl_nmf` with the same priors (the best of
+  four random starts) gives the exact mode; entries the MAP puts at zero (the
+  boundary, for shapes a = 1) start at their conditional posterior mean
+  :math:`a / g'(0)`, and every chain is jittered a little (log-normal, sd
+  ``jitter``). Chains then spend no warm-up travelling between modes.
 - **A cheap, exact gradient.** The log density and its gradient are a hand-written
   Numba kernel,
 
@@ -494,12 +495,21 @@ def _fill_zeros(
     return W, H
 
 
+# MAP fits from random starts behind init="map": the best is the reference and the start
+_MAP_RESTARTS = 4
+
+
 def _map_start(
-    counts: Counts, K: int, priors: GammaPriors, rng: np.random.Generator, map_kwargs: dict
+    counts: Counts,
+    K: int,
+    priors: GammaPriors,
+    rng: np.random.Generator,
+    map_kwargs: dict,
+    restarts: int = 1,
 ) -> tuple[np.ndarray, np.ndarray, float]:
     from .kl import kl_nmf
 
-    kw = {"max_iter": 1000, "tol": 1e-6, **map_kwargs}
+    kw = {"max_iter": 1000, "tol": 1e-6, "n_restarts": restarts, **map_kwargs}
     shape_ok = all(np.all(np.asarray(getattr(priors, n)) >= 1) for n in ("w_shape", "h_shape"))
     res = kl_nmf(counts, K, priors=priors if shape_ok else None, random_seed=rng, **kw)
     return res.W, res.H, float(res.objective)
@@ -1308,7 +1318,10 @@ def sample_posterior(
         distribution over rows, H the amount of each component); ``"H"``: each row of
         H sums to one and W carries the scale.
     init : "map", "restarts" or sequence of (W, H)
-        ``"map"``: every chain starts at one MAP (jittered). ``"restarts"``: each chain
+        ``"map"``: every chain starts at one MAP (jittered), the best of
+        ``_MAP_RESTARTS`` = 4 fits from random starts (lowest objective: the highest
+        posterior density found; on 300 digits, K = 6, single fits land anywhere from
+        17,880 to 18,430, and each takes 0.06 s, 0.5 s on all digits). ``"restarts"``: each chain
         at the MAP of its own random start, which may be a different local mode (to
         explore modes); the alignment reference is the best of them. A sequence of
         ``chains`` pairs (W (F, K), H (K, N)) gives the starts; the reference is then
@@ -1324,7 +1337,8 @@ def sample_posterior(
         Most draws in all for ``log_likelihood`` and ``posterior_predictive``
         (thinned evenly within chains); ``None`` keeps all, ``0`` leaves them out.
     map_kwargs : dict, optional
-        Passed to :func:`poisson_nmf.kl_nmf` (default ``max_iter=1000, tol=1e-6``).
+        Passed to :func:`poisson_nmf.kl_nmf` (default ``max_iter=1000, tol=1e-6``, and
+        ``n_restarts=4`` with ``init="map"``, 1 with ``init="restarts"``).
     nuts_kwargs : dict, optional
         Passed to ``nutpie.sample`` (e.g. ``adaptation="low_rank"``,
         ``target_accept``) or to ``pm.sample``.
@@ -1381,7 +1395,7 @@ def sample_posterior(
     # starting points and the reference
     pairs: list[tuple[np.ndarray, np.ndarray]]
     if isinstance(init, str) and init == "map":
-        W_ref, H_ref, obj = _map_start(counts, K, priors, rng_map, map_kwargs)
+        W_ref, H_ref, obj = _map_start(counts, K, priors, rng_map, map_kwargs, _MAP_RESTARTS)
         pairs = [(W_ref, H_ref)] * chains
     elif isinstance(init, str) and init == "restarts":
         fits = [_map_start(counts, K, priors, r, map_kwargs) for r in rng_map.spawn(chains)]
