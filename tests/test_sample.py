@@ -234,7 +234,7 @@ def test_two_stage_warmup_is_reproducible_and_reported(small_counts):
     kw = {"draws": 40, "tune": 300, "chains": 3, "cores": 2, "random_seed": 5}
     tree = sample_posterior(small_counts, 2, **kw)
     info = json.loads(tree.attrs["sampler"])
-    assert info["warmup_stage1"] == {"tune": 75, "draws": 60}
+    assert info["warmup_stage1"] == {"tune": 75, "draws": 150}
     assert 0 <= info["long_directions"] <= 32 and len(info["ridge_beta"]) == 2
     assert tree["posterior"].sizes["draw"] == 40
     again = sample_posterior(small_counts, 2, **kw)
