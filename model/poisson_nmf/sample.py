@@ -875,6 +875,8 @@ def _learn_long_directions(
       ``_MIN_VARIANCE``. With n = 18,580 (all digits, K = 10) and m = 800 the sample
       principal directions are noise (shrinking them halved the step size), while
       the shears' span holds directions of variance up to 19 (R-hat 1.037 -> 1.011).
+      With m = 2000 one generic direction proves real there, and it is used alone
+      (smallest ESS 311, against 200-253 with the shears' span).
 
     At most ``_MAX_RANK`` directions, each shrunk to unit variance.
     """
