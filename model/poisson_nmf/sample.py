@@ -1038,10 +1038,10 @@ def _run_nutpie(
         del first
         info["warmup_stage1"] = {"tune": t1, "draws": d1}
     info["long_directions"] = int(coords.c.size)
-    info["kernel"] = "float32" if single and dens.can_single else "float64"
     info["ridge_beta"] = [round(float(b), 3) for b in coords.beta]
     ys = [coords.to_y(x0) for x0 in starts]
     model = _compile_nutpie(dens, ys[0], coords, single)
+    info["kernel"] = "float32" if model.user_data[_UD_SINGLE] else "float64"
     runs = _run_chains(model, ys, seeds, draws, tune, cores, kw)
     out = []
     for x, st in runs:
