@@ -88,7 +88,9 @@ References
 from __future__ import annotations
 
 import math
+import os
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -556,7 +558,9 @@ def kl_nmf(
     n_restarts : int
         Number of random starts; the fit with the lowest objective is returned. Start
         0 is ``initial_factors(V, K, random_seed=random_seed)``; starts 1.. are drawn
-        from ``numpy.random.default_rng(random_seed).spawn(n_restarts - 1)``.
+        from ``numpy.random.default_rng(random_seed).spawn(n_restarts - 1)``. With
+        ``method="cd"`` (and no progress bar) the starts run in parallel threads, one
+        per core; the result does not depend on that.
     max_iter : int
         Iteration budget per start (one iteration updates all of W, then all of H).
     tol : float
@@ -618,9 +622,21 @@ def kl_nmf(
         rng = np.random.default_rng(random_seed)
         rngs = [rng, *rng.spawn(n_restarts - 1)] if n_restarts > 1 else [rng]
         starts = [_initial(counts, K, r) for r in rngs]
+
+    def fit(start: tuple[np.ndarray, np.ndarray]) -> KLResult:
+        return _fit_one(solver, start[0], start[1], int(max_iter), float(tol), progress)
+
+    # coordinate descent leaves the solver untouched and its sweeps release the GIL:
+    # restarts run in threads (on all digits, K = 10, four restarts 2.7 s -> 1.5 s on
+    # 2 cores); the multiplicative updates reuse the solver's buffers, so one at a time
+    workers = min(len(starts), os.cpu_count() or 1) if method == "cd" and not progress else 1
+    if workers > 1:
+        with ThreadPoolExecutor(max_workers=workers) as ex:
+            results = list(ex.map(fit, starts))
+    else:
+        results = [fit(st) for st in starts]
     best: KLResult | None = None
-    for W0, H0 in starts:
-        res = _fit_one(solver, W0, H0, int(max_iter), float(tol), progress)
+    for res in results:
         if best is None or res.objective < best.objective:
             best = res
     assert best is not None
