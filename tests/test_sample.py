@@ -122,16 +122,16 @@ def test_sampler_coordinates_and_callback(small_counts):
     grad_x = np.empty_like(x)
     assert lp[0] == pytest.approx(dens(x, grad_x), rel=1e-12)
     t = np.empty_like(x)
-    _ridge_map(grad_x, F, N, K, beta - 1.0, t)
+    _ridge_map(grad_x, F, N, K, beta - 1.0, scale, False, t)
     expected = np.empty_like(x)
-    _lowrank_map(t * scale, np.ascontiguousarray(coords.U.T), coords.c, expected)
+    _lowrank_map(t, np.ascontiguousarray(coords.U.T), coords.c, expected)
     np.testing.assert_allclose(grad_y, expected, rtol=1e-9, atol=1e-9)
     # WH is unchanged along a ridge e_k, which y crosses beta_k times slower than x
     e = np.zeros_like(x)
     e[np.arange(F) * K] = 1.0
     e[F * K : F * K + N] = -1.0
     t0 = np.empty_like(x)
-    _ridge_map(e, F, N, K, 1.0 / beta - 1.0, t0)
+    _ridge_map(e, F, N, K, 1.0 / beta - 1.0, np.ones_like(e), True, t0)
     np.testing.assert_allclose(t0, e / beta[0], rtol=1e-12)
 
 

@@ -580,29 +580,43 @@ def _map_start(
 
 
 @numba.njit(nogil=True, fastmath=_FAST, cache=True)
-def _ridge_map(y: np.ndarray, F: int, N: int, K: int, bm1: np.ndarray, out: np.ndarray) -> None:
-    """Write L y into out, L = I + sum_k bm1[k] e_k e_k^T (symmetric: also L^T).
+def _ridge_map(
+    y: np.ndarray,
+    F: int,
+    N: int,
+    K: int,
+    bm1: np.ndarray,
+    s: np.ndarray,
+    s_first: bool,
+    out: np.ndarray,
+) -> None:
+    """Write L (s * y) (``s_first``) or s * (L y) into out, L = I + sum_k bm1[k] e_k e_k^T.
 
-    e_k is +1 on column k of log W and -1 on row k of log H, over sqrt(F + N); one
-    pass in memory order over each block.
+    L is symmetric (also L^T). e_k is +1 on column k of log W and -1 on row k of log H,
+    over sqrt(F + N). The elementwise scale s rides along, so that the callback's maps
+    make one pass to sum and one to write over each block.
     """
     nW = F * K
     norm = 1.0 / (F + N)
     p = np.zeros(K)
     for f in range(F):
         for k in range(K):
-            p[k] += y[f * K + k]
+            i = f * K + k
+            p[k] += s[i] * y[i] if s_first else y[i]
     for k in range(K):
         q = 0.0
         for n in range(N):
-            q += y[nW + k * N + n]
+            j = nW + k * N + n
+            q += s[j] * y[j] if s_first else y[j]
         p[k] = bm1[k] * (p[k] - q) * norm
     for f in range(F):
         for k in range(K):
-            out[f * K + k] = y[f * K + k] + p[k]
+            i = f * K + k
+            out[i] = s[i] * y[i] + p[k] if s_first else s[i] * (y[i] + p[k])
     for k in range(K):
         for n in range(N):
-            out[nW + k * N + n] = y[nW + k * N + n] - p[k]
+            j = nW + k * N + n
+            out[j] = s[j] * y[j] - p[k] if s_first else s[j] * (y[j] - p[k])
 
 
 def _ridge_stretch(dens: _Density, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -706,19 +720,23 @@ def _ud_maps(ud: np.ndarray, n: int) -> Any:  # pragma: no cover
 def _to_x(y: np.ndarray, ud: np.ndarray, out: np.ndarray) -> None:  # pragma: no cover
     """Map the sampler's y to x = (log W, log H) = L (scale * (M y))."""
     F, N, K, bm1, scale, UT, c = _ud_maps(ud, y.size)
+    if c.size == 0:
+        _ridge_map(y, F, N, K, bm1, scale, True, out)
+        return
     t = np.empty(y.size)
     _lowrank_map(y, UT, c, t)
-    t *= scale
-    _ridge_map(t, F, N, K, bm1, out)
+    _ridge_map(t, F, N, K, bm1, scale, True, out)
 
 
 @numba.njit(nogil=True, cache=True)
 def _grad_to_y(gx: np.ndarray, ud: np.ndarray, out: np.ndarray) -> None:  # pragma: no cover
     """Carry a gradient in x to y: M (scale * (L gx)) (L and M are symmetric)."""
     F, N, K, bm1, scale, UT, c = _ud_maps(ud, gx.size)
+    if c.size == 0:
+        _ridge_map(gx, F, N, K, bm1, scale, False, out)
+        return
     t = np.empty(gx.size)
-    _ridge_map(gx, F, N, K, bm1, t)
-    t *= scale
+    _ridge_map(gx, F, N, K, bm1, scale, False, t)
     _lowrank_map(t, UT, c, out)
 
 
@@ -833,9 +851,10 @@ def _rows_to_y(X, F, N, bm1_inv, scale, UT, inv_c, out):  # type: ignore[no-unty
     from Python.
     """
     t = np.empty(X.shape[1])
+    inv_scale = 1.0 / scale
     for i in range(X.shape[0]):
-        _ridge_map(X[i], F, N, bm1_inv.size, bm1_inv, t)
-        _lowrank_map(t / scale, UT, inv_c, out[i])
+        _ridge_map(X[i], F, N, bm1_inv.size, bm1_inv, inv_scale, False, t)
+        _lowrank_map(t, UT, inv_c, out[i])
 
 
 def _top_right_singular(A: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
