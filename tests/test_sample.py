@@ -1,4 +1,5 @@
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -6,6 +7,7 @@ import pytest
 import poisson_nmf as pnmf
 from poisson_nmf.data import as_counts
 from poisson_nmf.model import build_model
+from poisson_nmf.progress import SamplingProgress
 from poisson_nmf.sample import (
     MultipleModesWarning,
     _Density,
@@ -237,8 +239,38 @@ def test_two_stage_warmup_is_reproducible_and_reported(small_counts):
     assert info["warmup_stage1"] == {"tune": 75, "draws": 150}
     assert 0 <= info["long_directions"] <= 32 and len(info["ridge_beta"]) == 2
     assert tree["posterior"].sizes["draw"] == 40
-    again = sample_posterior(small_counts, 2, **kw)
+    # a progress callable sees both stages add up to every iteration, and changes nothing
+    lines: list[str] = []
+    again = sample_posterior(small_counts, 2, progress=lines.append, **kw)
     np.testing.assert_array_equal(again["posterior"]["W"].values, tree["posterior"]["W"].values)
+    n_div = int(tree["sample_stats"]["diverging"].sum())
+    done = [int(line.split()[1].split("/")[0]) for line in lines if line.startswith("sampling")]
+    assert done == sorted(done) and done[-1] == 3 * 340
+    assert f"sampling 1020/1020 iterations, {n_div} divergence" in lines[-4]
+    assert lines[-3:] == [
+        "aligning the draws",
+        "pointwise log-likelihood and predictive draws",
+        "checking the chains' modes",
+    ]
+
+
+def test_progress_bar_and_divergence_count(small_counts, capsys):
+    sample_posterior(small_counts, 2, random_seed=1, progress=True, **SMALL)
+    err = capsys.readouterr().err
+    assert "sampling" in err and "240/240" in err and "checking the chains' modes" in err
+    sample_posterior(small_counts, 2, random_seed=1, progress=False, **SMALL)
+    assert capsys.readouterr().err == ""
+    with pytest.raises(ValueError, match="progress"):
+        SamplingProgress("yes", 2, 10)  # type: ignore[arg-type]
+    # nutpie's reports: divergences count only after the run's tuning steps
+    lines: list[str] = []
+    prog = SamplingProgress(lines.append, 2, 100)
+    report = SimpleNamespace(finished_draws=70, divergent_draws=[3, 41, 65, 69])
+    prog.nutpie_callback(1, 20, 50)([report])
+    assert (prog.done, prog.divergences) == (90, 2)
+    prog.nutpie_callback(0, 0, -1)([report])  # a warm-up stage: no divergences counted
+    assert (prog.done, prog.divergences) == (160, 2)
+    assert lines[-1] == "sampling 160/200 iterations, 2 divergences"
 
 
 def test_thinned_pointwise_and_normalize_h(small_counts):

@@ -77,6 +77,11 @@ class _Progress:
         while not self._stop.wait(1.0):
             self._bar.refresh()
 
+    @property
+    def shown(self) -> bool:
+        """Whether the bar is drawn (stderr is a terminal)."""
+        return not self._bar.disable
+
     def step(self, label: str) -> None:
         """Finish the current step and start the next."""
         if self._started:
@@ -253,6 +258,7 @@ def _sample_and_report(
         chains=args.chains,
         random_seed=args.seed,
         pointwise_draws=args.pointwise_draws,
+        progress=bar.detail if bar.shown else False,
     )
     bar.step("diagnostics")
     diag = diagnose(idata)

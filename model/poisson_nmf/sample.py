@@ -111,6 +111,7 @@ from threadpoolctl import threadpool_limits
 from .align import Normalize, _check_normalize, align_factors
 from .data import Counts, as_counts, check_n_components
 from .priors import GammaPriors
+from .progress import ProgressArg, SamplingProgress
 from .vecmath import FAST as _FAST
 from .vecmath import fexp, flog, flog_t
 
@@ -1047,6 +1048,7 @@ def _run_nutpie(
     nuts_kwargs: dict,
     info: dict,
     single: bool = False,
+    progress: SamplingProgress | None = None,
 ) -> list[tuple[np.ndarray, np.ndarray, xr.Dataset]]:
     """Run the chains; ``info`` receives the warm-up stages and the learned rank."""
     # imported here, in the calling thread: nutpie converts each chain's trace with
@@ -1060,17 +1062,19 @@ def _run_nutpie(
     kw = {"progress_bar": False, "save_warmup": False, **nuts_kwargs}
     beta, scale = _ridge_stretch(dens, starts[0])
     coords = _Coords(F, N, beta, scale, np.zeros((dens.n_dim, 0)), np.zeros(0))
+    done = 0  # iterations per chain before the run that keeps its draws
     if tune >= _LEARN_MIN_TUNE:
         t1, d1 = tune // _STAGE1[0], tune // _STAGE1[1]
         ys = [coords.to_y(x0) for x0 in starts]
         model = _compile_nutpie(dens, ys[0], coords, single)
-        first = _run_chains(model, ys, seeds, d1, t1, cores, kw)
+        first = _run_chains(model, ys, seeds, d1, t1, cores, kw, progress, 0, False)
         coords = _learn_long_directions(
             coords, [coords.to_y(x) for x, _ in first], _shear_directions(dens, starts[0])
         )
         starts = [x[-1] for x, _ in first]
         seeds = [(s * 7919 + 1) % (2**31 - 1) for s in seeds]
         tune -= t1 + d1
+        done = t1 + d1
         del first
         info["warmup_stage1"] = {"tune": t1, "draws": d1}
     info["long_directions"] = int(coords.c.size)
@@ -1078,7 +1082,7 @@ def _run_nutpie(
     ys = [coords.to_y(x0) for x0 in starts]
     model = _compile_nutpie(dens, ys[0], coords, single)
     info["kernel"] = "float32" if model.user_data[_UD_SINGLE] else "float64"
-    runs = _run_chains(model, ys, seeds, draws, tune, cores, kw)
+    runs = _run_chains(model, ys, seeds, draws, tune, cores, kw, progress, done, True)
     out = []
     for x, st in runs:
         W = np.exp(x[:, :nW]).reshape(draws, F, K)
@@ -1095,8 +1099,14 @@ def _run_chains(
     tune: int,
     cores: int,
     kw: dict,
+    progress: SamplingProgress | None = None,
+    done: int = 0,
+    keeps: bool = True,
 ) -> list[tuple[np.ndarray, xr.Dataset]]:
     """Draws of x (draws, n) and sample stats, per chain.
+
+    ``progress`` hears of each chain's iterations, ``done`` of them already run in
+    earlier stages; divergences count only in the run that ``keeps`` its draws.
 
     One nutpie sampler per chain (explicit start and seed), ``cores`` at a time, each
     waited on by its own thread (nutpie's wait releases the GIL), so the next chain
@@ -1111,13 +1121,20 @@ def _run_chains(
 
     def one(c: int) -> tuple[np.ndarray, xr.Dataset]:
         model = replace(base, initial_point_func=lambda seed, y0=starts[c]: y0.copy())
+        report = {}
+        if progress is not None and progress.active:
+            cb = progress.nutpie_callback(c, done, tune if keeps else -1)
+            report = {"progress_callback": cb, "progress_rate": 500}
         sampler = nutpie.sample(model, draws=draws, tune=tune, chains=1, cores=1,
-                                seed=seeds[c], blocking=False, **kw)  # fmt: skip
+                                seed=seeds[c], blocking=False, **report, **kw)  # fmt: skip
         with lock:
             live[c] = sampler
         tr = sampler.wait()
         with lock:
             live.pop(c, None)
+        if progress is not None:
+            div = int(tr["sample_stats"]["diverging"].values.sum()) if keeps else None
+            progress.update(c, done + tune + draws, div)
         x = np.asarray(tr["posterior"]["x"].values[0])  # (draw, n_dim)
         return x, tr["sample_stats"].to_dataset().isel(chain=0, drop=True).load()
 
@@ -1158,8 +1175,8 @@ def _run_pymc(
     with model:
         tr = pm.sample(
             draws=draws, tune=tune, chains=len(starts), cores=cores, random_seed=seeds,
-            initvals=initvals, progressbar=False, compute_convergence_checks=False,
-            **nuts_kwargs,
+            initvals=initvals, compute_convergence_checks=False,
+            **{"progressbar": False, **nuts_kwargs},
         )  # fmt: skip
     post, stats = tr["posterior"], tr["sample_stats"]
     out = []
@@ -1415,6 +1432,7 @@ def sample_posterior(
     pointwise_draws: int | None = 500,
     map_kwargs: dict | None = None,
     nuts_kwargs: dict | None = None,
+    progress: ProgressArg = None,
 ) -> xr.DataTree:
     """Sample the posterior of W and H, normalised and aligned to the MAP.
 
@@ -1481,6 +1499,12 @@ def sample_posterior(
     nuts_kwargs : dict, optional
         Passed to ``nutpie.sample`` (e.g. ``adaptation="low_rank"``,
         ``target_accept``) or to ``pm.sample``.
+    progress : bool, None or callable
+        Progress of the sampling: iterations (tuning and draws) over all chains and
+        the divergences among the kept draws, then the post-processing step. ``None``
+        (default): a bar on stderr when stderr is a terminal (so not in logs, tests or
+        notebooks); ``True``: the bar always; ``False``: nothing; a callable gets each
+        new status as one line of text. With ``sampler="pymc"`` a bar is PyMC's own.
 
     Returns
     -------
@@ -1527,6 +1551,40 @@ def sample_posterior(
     map_kwargs = dict(map_kwargs or {})
     nuts_kwargs = dict(nuts_kwargs or {})
     F, N = counts.shape
+    bar = SamplingProgress(progress, chains, tune + draws)
+    try:
+        return _sample_posterior(
+            counts, K, priors, draws, tune, chains, cores, random_seed, sampler, precision,
+            normalize, init, jitter, keep, pointwise_draws, map_kwargs, nuts_kwargs, bar,
+            t_start,
+        )  # fmt: skip
+    finally:
+        bar.close()
+
+
+def _sample_posterior(
+    counts: Counts,
+    K: int,
+    priors: GammaPriors,
+    draws: int,
+    tune: int,
+    chains: int,
+    cores: int,
+    random_seed: Any,
+    sampler: str,
+    precision: str,
+    normalize: Normalize,
+    init: Any,
+    jitter: float,
+    keep: Any,
+    pointwise_draws: int | None,
+    map_kwargs: dict,
+    nuts_kwargs: dict,
+    bar: SamplingProgress,
+    t_start: float,
+) -> xr.DataTree:
+    """:func:`sample_posterior` once its arguments are checked."""
+    F, N = counts.shape
 
     rng = np.random.default_rng(random_seed)
     rng_map, rng_jit, rng_chain, rng_pp = rng.spawn(4)
@@ -1569,11 +1627,15 @@ def sample_posterior(
     if sampler == "nutpie":
         runs = _run_nutpie(
             dens, starts, seeds, draws, tune, cores, nuts_kwargs, sampler_info,
-            single=precision == "single",
+            single=precision == "single", progress=bar,
         )  # fmt: skip
     else:
-        runs = _run_pymc(counts, dens, priors, starts, seeds, draws, tune, cores, nuts_kwargs)
+        kw = {"progressbar": bar.shows_bar, **nuts_kwargs}
+        runs = _run_pymc(counts, dens, priors, starts, seeds, draws, tune, cores, kw)
+        for c, (_, _, st) in enumerate(runs):
+            bar.update(c, tune + draws, int(st["diverging"].values.sum()))
     sampling_time = time.perf_counter() - t_sample
+    bar.phase("aligning the draws")
 
     # align chain by chain (bounded memory), total log-likelihood per draw
     Wa = np.empty((chains, draws, F, K))
@@ -1631,6 +1693,7 @@ def sample_posterior(
 
     n_pw = draws * chains if pointwise_draws is None else min(pointwise_draws, draws * chains)
     if n_pw > 0:
+        bar.phase("pointwise log-likelihood and predictive draws")
         per_chain = max(1, n_pw // chains)
         draw_idx = np.unique(np.linspace(0, draws - 1, per_chain).round().astype(int))
         ll_pw, pp = _pointwise(counts, Wa, Ha, draw_idx, rng_pp, cores)
@@ -1649,13 +1712,14 @@ def sample_posterior(
         groups["posterior_predictive"] = xr.Dataset({"V": (dims, pp)}, coords=pc)
 
     tree = xr.DataTree.from_dict(groups)
+    bar.phase("checking the chains' modes")
     modes = detect_modes(tree)
     if modes.n_modes > 1:
         warnings.warn(
             f"{modes}. Each mode is a local posterior mode of NMF; keep='main' (or "
             "select_chains) keeps one, and init='restarts' explores them",
             MultipleModesWarning,
-            stacklevel=2,
+            stacklevel=3,  # the caller of sample_posterior
         )
     settings = {
         "n_components": K,
