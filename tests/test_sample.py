@@ -1,4 +1,5 @@
 import json
+import sys
 from types import SimpleNamespace
 
 import numpy as np
@@ -7,7 +8,7 @@ import pytest
 import poisson_nmf as pnmf
 from poisson_nmf.data import as_counts
 from poisson_nmf.model import build_model
-from poisson_nmf.progress import SamplingProgress
+from poisson_nmf.progress import SamplingProgress, interactive
 from poisson_nmf.sample import (
     MultipleModesWarning,
     _Density,
@@ -271,6 +272,16 @@ def test_progress_bar_and_divergence_count(small_counts, capsys):
     prog.nutpie_callback(0, 0, -1)([report])  # a warm-up stage: no divergences counted
     assert (prog.done, prog.divergences) == (160, 2)
     assert lines[-1] == "sampling 160/200 iterations, 2 divergences"
+
+
+def test_progress_shows_on_terminals_and_notebooks_only(monkeypatch):
+    import io
+
+    monkeypatch.setattr(sys, "stderr", io.StringIO())
+    assert not interactive() and not SamplingProgress(None, 2, 10).active
+    kernel_stream = type("OutStream", (io.StringIO,), {"__module__": "ipykernel.iostream"})
+    monkeypatch.setattr(sys, "stderr", kernel_stream())
+    assert interactive() and SamplingProgress(None, 2, 10).shows_bar
 
 
 def test_thinned_pointwise_and_normalize_h(small_counts):

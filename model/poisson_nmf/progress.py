@@ -20,15 +20,24 @@ import numpy as np
 ProgressArg = bool | None | Callable[[str], None]
 
 
+def interactive() -> bool:
+    """Whether stderr reaches a person: a terminal, or a Jupyter kernel's output stream."""
+    err = sys.stderr
+    if getattr(err, "isatty", lambda: False)():
+        return True
+    return type(err).__module__.startswith("ipykernel")
+
+
 class SamplingProgress:
     """Iterations done over ``chains`` chains of ``per_chain`` iterations each.
 
     Parameters
     ----------
     progress : bool, None or callable
-        ``None``: a tqdm bar on stderr when stderr is a terminal; ``True``: the bar
-        always; ``False``: nothing; a callable: called with a one-line status (for
-        example ``"sampling 2400/8000 iterations, 0 divergences"``) whenever it changes.
+        ``None``: a tqdm bar on stderr when stderr is a terminal or a Jupyter
+        kernel's stream (:func:`interactive`); ``True``: the bar always; ``False``:
+        nothing; a callable: called with a one-line status (for example
+        ``"sampling 2400/8000 iterations, 0 divergences"``) whenever it changes.
     chains, per_chain : int
         Number of chains and iterations per chain (tuning plus draws).
     """
@@ -54,7 +63,7 @@ class SamplingProgress:
                 desc="sampling",
                 unit="it",
                 file=sys.stderr,
-                disable=None if progress is None else False,  # None: only on a terminal
+                disable=progress is None and not interactive(),
                 leave=False,
                 dynamic_ncols=True,
             )

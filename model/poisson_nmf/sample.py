@@ -1502,9 +1502,10 @@ def sample_posterior(
     progress : bool, None or callable
         Progress of the sampling: iterations (tuning and draws) over all chains and
         the divergences among the kept draws, then the post-processing step. ``None``
-        (default): a bar on stderr when stderr is a terminal (so not in logs, tests or
-        notebooks); ``True``: the bar always; ``False``: nothing; a callable gets each
-        new status as one line of text. With ``sampler="pymc"`` a bar is PyMC's own.
+        (default): a bar on stderr when stderr is a terminal or a Jupyter kernel's
+        output (so not in logs or tests); ``True``: the bar always; ``False``:
+        nothing; a callable gets each new status as one line of text. With
+        ``sampler="pymc"`` a bar is PyMC's own.
 
     Returns
     -------
