@@ -799,28 +799,84 @@ def _expand_callback(dim, expanded, x_, out_, user_data_):  # type: ignore[no-un
     return 0
 
 
+_COMPILING = "POISSON_NMF_COMPILING"  # set in the process that fills the cache
+
+
 def precompile() -> bool:
     """Compile the sampler's C callbacks into Numba's disk cache; return whether they were there.
 
     A process that compiles the callbacks runs them as compiled in memory, and that
     machine code can differ in the last bit of a few gradient entries from what the
     cache stores and every later process loads (seen on 300 digits: differences of
-    2e-13 in the gradient, enough for the chains to part after some hundred draws).
-    Run this once in its own process after installing or editing the package (``make``
-    does) and every run loads the same code, so equal seeds give equal draws across
-    processes. Without it, the first process that compiles may differ from the rest.
+    2e-13 in the gradient, enough for the chains to part after some hundred draws;
+    both are exact NUTS); so can any of the sampler's compiled functions that calls
+    another (``to_y`` did). So the sampler never runs code it compiled itself: when the
+    callbacks are not cached, :func:`sample_posterior` first runs this in a Python
+    process of its own, which compiles them and, through tiny runs, everything else on
+    the sampling path, and then loads the cache; equal seeds give equal draws in every
+    process. ``make`` runs it once after installing, which moves the compile time out
+    of the first run.
     """
-    logp, _ = _callbacks()
-    return bool(logp.cache_hits)
+    os.environ[_COMPILING] = "1"
+    try:
+        hit = bool(_callbacks()[0].cache_hits)
+        # every other compiled function of the sampling path, through tiny runs (the
+        # same effect holds for any of them that calls another: to_y did): dense and
+        # sparse kernels, the two-stage warm-up, the pointwise groups
+        rng = np.random.default_rng(0)
+        dense = rng.poisson(rng.gamma(1.0, 1.0, (30, 2)) @ rng.gamma(1.0, 3.0, (2, 12)))
+        sparse = np.zeros((40, 30), dtype=np.int64)
+        sparse[rng.integers(0, 40, 60), rng.integers(0, 30, 60)] = 1
+        for V in (dense, sparse):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                sample_posterior(
+                    V, 2, draws=10, tune=_LEARN_MIN_TUNE, chains=2, random_seed=0,
+                    pointwise_draws=10, progress=False,
+                )  # fmt: skip
+    finally:
+        os.environ.pop(_COMPILING, None)
+    return hit
+
+
+def _cache_in_other_process(sig: Any) -> None:
+    """Fill Numba's cache with the callbacks from a fresh process, if they are not there.
+
+    Does nothing inside that process, or where the cache already holds them; if the
+    process fails (no cache directory one can write, no interpreter to start) the
+    caller compiles here, and this process's draws may then differ in the last bits
+    from those of later processes.
+    """
+    if os.environ.get(_COMPILING):
+        return
+    import subprocess
+    import sys
+
+    from numba.core.caching import FunctionCache
+    from numba.core.registry import cpu_target
+
+    try:
+        if FunctionCache(_logp_callback).load_overload(sig, cpu_target.target_context):
+            return
+    except Exception:  # an unreadable cache: compile as usual
+        return
+    env = {**os.environ, _COMPILING: "1"}
+    code = "from poisson_nmf.sample import precompile; precompile()"
+    subprocess.run([sys.executable, "-c", code], env=env, check=False, capture_output=True)
 
 
 @functools.cache
 def _callbacks() -> tuple[Any, Any]:
-    """Compile the C callbacks once, cached on disk (the data come as user data)."""
+    """Load the C callbacks from Numba's disk cache (the data come as user data).
+
+    On a cache miss they are compiled in a process of their own first
+    (:func:`precompile`), so that every process runs the same machine code.
+    """
     ptr = numba.types.CPointer(numba.types.double)
     u64, vp = numba.types.uint64, numba.types.voidptr
     sig = numba.types.int64(u64, ptr, ptr, ptr, vp)
     sig_x = numba.types.int64(u64, u64, ptr, ptr, vp)
+    _cache_in_other_process(sig)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", numba.NumbaWarning)  # type: ignore[attr-defined]
         return (
@@ -1567,6 +1623,8 @@ def sample_posterior(
     map_kwargs = dict(map_kwargs or {})
     nuts_kwargs = dict(nuts_kwargs or {})
     F, N = counts.shape
+    if sampler == "nutpie":
+        _callbacks()  # first: on a cache miss, compiled in another process (precompile)
     bar = SamplingProgress(progress, chains, tune + draws)
     try:
         return _sample_posterior(
