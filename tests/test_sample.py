@@ -290,6 +290,10 @@ def test_two_stage_warmup_is_reproducible_and_reported(small_counts):
     n_div = int(tree["sample_stats"]["diverging"].sum())
     done = [int(line.split()[1].split("/")[0]) for line in lines if line.startswith("sampling")]
     assert done == sorted(done) and done[-1] == 3 * 340
+    assert lines[:2] == [
+        "loading the compiled sampler (compiling it on the first run)",
+        "MAP starting point",
+    ]
     assert f"sampling 1020/1020 iterations, {n_div} divergence" in lines[-4]
     assert lines[-3:] == [
         "aligning the draws",

@@ -124,7 +124,7 @@ class SamplingProgress:
         return callback
 
     def phase(self, label: str) -> None:
-        """Show what follows the sampling (alignment, pointwise groups, ...)."""
+        """Show the step under way; ``"sampling"`` shows the iterations again."""
         with self._lock:
             self._phase = label
             if self._bar is not None:

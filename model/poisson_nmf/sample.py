@@ -1623,9 +1623,10 @@ def sample_posterior(
     map_kwargs = dict(map_kwargs or {})
     nuts_kwargs = dict(nuts_kwargs or {})
     F, N = counts.shape
-    if sampler == "nutpie":
-        _callbacks()  # first: on a cache miss, compiled in another process (precompile)
     bar = SamplingProgress(progress, chains, tune + draws)
+    if sampler == "nutpie":
+        bar.phase("loading the compiled sampler (compiling it on the first run)")
+        _callbacks()  # first: on a cache miss, compiled in another process (precompile)
     try:
         return _sample_posterior(
             counts, K, priors, draws, tune, chains, cores, random_seed, sampler, precision,
@@ -1666,6 +1667,7 @@ def _sample_posterior(
     dens = _Density.build(counts, K, priors)
 
     # starting points and the reference
+    bar.phase("MAP starting point")
     pairs: list[tuple[np.ndarray, np.ndarray]]
     if isinstance(init, str) and init == "map":
         W_ref, H_ref, obj = _map_start(counts, K, priors, rng_map, map_kwargs, _MAP_RESTARTS)
@@ -1697,6 +1699,7 @@ def _sample_posterior(
         starts.append(x0 + jitter * rng_jit.standard_normal(x0.size))
 
     t_sample = time.perf_counter()
+    bar.phase("sampling")
     sampler_info: dict[str, Any] = {}
     if sampler == "nutpie":
         runs = _run_nutpie(
