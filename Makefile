@@ -23,9 +23,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	@touch $(STAMP)
 
-# the sampler's compiled callbacks, cached by Numba once in a process of their own, so
-# that every run loads the same machine code (see poisson_nmf.sample.precompile)
-$(KERNELS): $(STAMP) model/poisson_nmf/sample.py model/poisson_nmf/vecmath.py
+# the sampler's compiled code, put in Numba's cache once after installing, so that the
+# first test or demo run does not compile it (see poisson_nmf.sample.precompile)
+$(KERNELS): $(STAMP) model/poisson_nmf/sample.py
 	$(BIN)/python -c "from poisson_nmf.sample import precompile; precompile()"
 	@touch $(KERNELS)
 

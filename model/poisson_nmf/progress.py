@@ -146,3 +146,9 @@ class SamplingProgress:
         """Remove the bar (it is not left behind on the terminal)."""
         if self._bar is not None:
             self._bar.close()
+
+    def __enter__(self) -> SamplingProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -860,9 +860,8 @@ def _cache_in_other_process(sig: Any) -> None:
             return
     except Exception:  # an unreadable cache: compile as usual
         return
-    env = {**os.environ, _COMPILING: "1"}
     code = "from poisson_nmf.sample import precompile; precompile()"
-    subprocess.run([sys.executable, "-c", code], env=env, check=False, capture_output=True)
+    subprocess.run([sys.executable, "-c", code], check=False, capture_output=True)
 
 
 @functools.cache
@@ -1623,220 +1622,189 @@ def sample_posterior(
     map_kwargs = dict(map_kwargs or {})
     nuts_kwargs = dict(nuts_kwargs or {})
     F, N = counts.shape
-    bar = SamplingProgress(progress, chains, tune + draws)
-    if sampler == "nutpie":
-        bar.phase("loading the compiled sampler (compiling it on the first run)")
-        _callbacks()  # first: on a cache miss, compiled in another process (precompile)
-    try:
-        return _sample_posterior(
-            counts, K, priors, draws, tune, chains, cores, random_seed, sampler, precision,
-            normalize, init, jitter, keep, pointwise_draws, map_kwargs, nuts_kwargs, bar,
-            t_start,
-        )  # fmt: skip
-    finally:
-        bar.close()
+    with SamplingProgress(progress, chains, tune + draws) as bar:
+        if sampler == "nutpie":
+            bar.phase("loading the compiled sampler (compiling it on the first run)")
+            _callbacks()  # first: on a cache miss, compiled in another process (precompile)
 
+        rng = np.random.default_rng(random_seed)
+        rng_map, rng_jit, rng_chain, rng_pp = rng.spawn(4)
+        seeds = [int(s) for s in rng_chain.integers(0, 2**31 - 1, size=chains)]
+        dens = _Density.build(counts, K, priors)
 
-def _sample_posterior(
-    counts: Counts,
-    K: int,
-    priors: GammaPriors,
-    draws: int,
-    tune: int,
-    chains: int,
-    cores: int,
-    random_seed: Any,
-    sampler: str,
-    precision: str,
-    normalize: Normalize,
-    init: Any,
-    jitter: float,
-    keep: Any,
-    pointwise_draws: int | None,
-    map_kwargs: dict,
-    nuts_kwargs: dict,
-    bar: SamplingProgress,
-    t_start: float,
-) -> xr.DataTree:
-    """:func:`sample_posterior` once its arguments are checked."""
-    F, N = counts.shape
-
-    rng = np.random.default_rng(random_seed)
-    rng_map, rng_jit, rng_chain, rng_pp = rng.spawn(4)
-    seeds = [int(s) for s in rng_chain.integers(0, 2**31 - 1, size=chains)]
-    dens = _Density.build(counts, K, priors)
-
-    # starting points and the reference
-    bar.phase("MAP starting point")
-    pairs: list[tuple[np.ndarray, np.ndarray]]
-    if isinstance(init, str) and init == "map":
-        W_ref, H_ref, obj = _map_start(counts, K, priors, rng_map, map_kwargs, _MAP_RESTARTS)
-        pairs = [(W_ref, H_ref)] * chains
-    elif isinstance(init, str) and init == "restarts":
-        fits = [_map_start(counts, K, priors, r, map_kwargs) for r in rng_map.spawn(chains)]
-        pairs = [(f[0], f[1]) for f in fits]
-        best = int(np.argmin([f[2] for f in fits]))
-        W_ref, H_ref, obj = fits[best]
-    elif isinstance(init, Sequence) and not isinstance(init, str):
-        if len(init) != chains:
-            raise ValueError(f"init has {len(init)} (W, H) pairs but chains={chains}")
-        pairs = []
-        for i, p in enumerate(init):
-            Wi, Hi = (np.asarray(a, dtype=np.float64) for a in p)
-            if Wi.shape != (F, K) or Hi.shape != (K, N) or (Wi < 0).any() or (Hi < 0).any():
-                raise ValueError(
-                    f"init[{i}] must be non-negative (W, H) of shapes {(F, K)}, {(K, N)}"
-                )
-            pairs.append((Wi, Hi))
-        W_ref, H_ref = pairs[0]
-        obj = float("nan")
-    else:
-        raise ValueError(f"init must be 'map', 'restarts' or a sequence of (W, H), got {init!r}")
-    starts = []
-    for W0, H0 in pairs:
-        Wf, Hf = _fill_zeros(counts, W0, H0, dens)
-        x0 = dens.pack(Wf, Hf)
-        starts.append(x0 + jitter * rng_jit.standard_normal(x0.size))
-
-    t_sample = time.perf_counter()
-    bar.phase("sampling")
-    sampler_info: dict[str, Any] = {}
-    if sampler == "nutpie":
-        runs = _run_nutpie(
-            dens, starts, seeds, draws, tune, cores, nuts_kwargs, sampler_info,
-            single=precision == "single", progress=bar,
-        )  # fmt: skip
-    else:
-        kw = {"progressbar": bar.shows_bar, **nuts_kwargs}
-        runs = _run_pymc(counts, dens, priors, starts, seeds, draws, tune, cores, kw)
-        for c, (_, _, st) in enumerate(runs):
-            bar.update(c, tune + draws, int(st["diverging"].values.sum()))
-    sampling_time = time.perf_counter() - t_sample
-    bar.phase("aligning the draws")
-
-    # align chain by chain (bounded memory), total log-likelihood per draw
-    Wa = np.empty((chains, draws, F, K))
-    Ha = np.empty((chains, draws, K, N))
-    perm = np.empty((chains, draws, K), dtype=np.int64)
-    scale = np.empty((chains, draws, K))
-    loglik = np.empty((chains, draws))
-    stats = []
-    g = np.empty(dens.n_dim)
-    for c in range(chains):
-        W, H, st = runs[c]
-        runs[c] = None  # type: ignore[call-overload]
-        lp_name = "logp" if "logp" in st else ("lp" if "lp" in st else None)
-        if lp_name is not None:
-            # log-likelihood = log density - log prior (with Jacobian), both exact
-            loglik[c] = np.asarray(st[lp_name].values, dtype=np.float64) - dens.log_prior(W, H)
+        # starting points and the reference
+        bar.phase("MAP starting point")
+        pairs: list[tuple[np.ndarray, np.ndarray]]
+        if isinstance(init, str) and init == "map":
+            W_ref, H_ref, obj = _map_start(counts, K, priors, rng_map, map_kwargs, _MAP_RESTARTS)
+            pairs = [(W_ref, H_ref)] * chains
+        elif isinstance(init, str) and init == "restarts":
+            fits = [_map_start(counts, K, priors, r, map_kwargs) for r in rng_map.spawn(chains)]
+            pairs = [(f[0], f[1]) for f in fits]
+            best = int(np.argmin([f[2] for f in fits]))
+            W_ref, H_ref, obj = fits[best]
+        elif isinstance(init, Sequence) and not isinstance(init, str):
+            if len(init) != chains:
+                raise ValueError(f"init has {len(init)} (W, H) pairs but chains={chains}")
+            pairs = []
+            for i, p in enumerate(init):
+                Wi, Hi = (np.asarray(a, dtype=np.float64) for a in p)
+                if Wi.shape != (F, K) or Hi.shape != (K, N) or (Wi < 0).any() or (Hi < 0).any():
+                    raise ValueError(
+                        f"init[{i}] must be non-negative (W, H) of shapes {(F, K)}, {(K, N)}"
+                    )
+                pairs.append((Wi, Hi))
+            W_ref, H_ref = pairs[0]
+            obj = float("nan")
         else:
-            for d in range(draws):
-                loglik[c, d] = dens(dens.pack(W[d], H[d]), g, with_prior=False)
-        al = align_factors(W, H, W_ref, H_ref, normalize=normalize)
-        Wa[c], Ha[c], perm[c], scale[c] = al.W, al.H, al.permutation, al.scale
-        del W, H, al
-        stats.append(st)
-    ref = align_factors(W_ref, H_ref, W_ref, H_ref, normalize=normalize)
+            raise ValueError(
+                f"init must be 'map', 'restarts' or a sequence of (W, H), got {init!r}"
+            )
+        starts = []
+        for W0, H0 in pairs:
+            Wf, Hf = _fill_zeros(counts, W0, H0, dens)
+            x0 = dens.pack(Wf, Hf)
+            starts.append(x0 + jitter * rng_jit.standard_normal(x0.size))
 
-    coords = {"row": counts.row, "column": counts.column, "component": np.arange(K)}
-    sc = {"chain": np.arange(chains), "draw": np.arange(draws)}
-    posterior = xr.Dataset(
-        {
-            "W": (("chain", "draw", "row", "component"), Wa),
-            "H": (("chain", "draw", "component", "column"), Ha),
-        },
-        coords={**sc, **coords},
-    )
-    ss = xr.concat(stats, dim="chain").assign_coords(sc)
-    ss = ss.drop_vars([v for v in ss.data_vars if ss[v].dtype == object])
-    if "logp" in ss and "lp" not in ss:
-        ss["lp"] = ss["logp"]
-    if "depth" in ss and "tree_depth" not in ss:
-        ss["tree_depth"] = ss["depth"]
-    ss["log_likelihood"] = (("chain", "draw"), loglik)
-    ss["permutation"] = (("chain", "draw", "component"), perm)
-    ss["scale"] = (("chain", "draw", "component"), scale)
-    ss = ss.assign_coords(component=np.arange(K))
-    groups: dict[str, xr.Dataset] = {"posterior": posterior, "sample_stats": ss}
-    groups["reference"] = xr.Dataset(
-        {"W": (("row", "component"), ref.W), "H": (("component", "column"), ref.H)},
-        coords=coords,
-    )
-    groups["observed_data"] = xr.Dataset(
-        {"V": counts.to_dataarray()}, coords={"row": counts.row, "column": counts.column}
-    )
-    if counts.has_mask:
-        groups["observed_data"]["mask"] = (("row", "column"), ~counts.observed())
-
-    n_pw = draws * chains if pointwise_draws is None else min(pointwise_draws, draws * chains)
-    if n_pw > 0:
-        bar.phase("pointwise log-likelihood and predictive draws")
-        per_chain = max(1, n_pw // chains)
-        draw_idx = np.unique(np.linspace(0, draws - 1, per_chain).round().astype(int))
-        ll_pw, pp = _pointwise(counts, Wa, Ha, draw_idx, rng_pp, cores)
-        pc: dict[str, Any] = {"chain": np.arange(chains), "draw": draw_idx}
-        if counts.has_mask:
-            r, cc = np.nonzero(counts.observed())
-            dims: tuple[str, ...] = ("chain", "draw", "entry")
-            pc = {**pc, "entry": np.arange(r.size), "row": ("entry", counts.row[r]),
-                  "column": ("entry", counts.column[cc])}  # fmt: skip
+        t_sample = time.perf_counter()
+        bar.phase("sampling")
+        sampler_info: dict[str, Any] = {}
+        if sampler == "nutpie":
+            runs = _run_nutpie(
+                dens, starts, seeds, draws, tune, cores, nuts_kwargs, sampler_info,
+                single=precision == "single", progress=bar,
+            )  # fmt: skip
         else:
-            ll_pw = ll_pw.reshape(chains, draw_idx.size, F, N)
-            pp = pp.reshape(chains, draw_idx.size, F, N)
-            dims = ("chain", "draw", "row", "column")
-            pc = {**pc, "row": counts.row, "column": counts.column}
-        groups["log_likelihood"] = xr.Dataset({"V": (dims, ll_pw)}, coords=pc)
-        groups["posterior_predictive"] = xr.Dataset({"V": (dims, pp)}, coords=pc)
+            kw = {"progressbar": bar.shows_bar, **nuts_kwargs}
+            runs = _run_pymc(counts, dens, priors, starts, seeds, draws, tune, cores, kw)
+            for c, (_, _, st) in enumerate(runs):
+                bar.update(c, tune + draws, int(st["diverging"].values.sum()))
+        sampling_time = time.perf_counter() - t_sample
+        bar.phase("aligning the draws")
 
-    tree = xr.DataTree.from_dict(groups)
-    bar.phase("checking the chains' modes")
-    modes = detect_modes(tree)
-    if modes.n_modes > 1:
-        warnings.warn(
-            f"{modes}. Each mode is a local posterior mode of NMF; keep='main' (or "
-            "select_chains) keeps one, and init='restarts' explores them",
-            MultipleModesWarning,
-            stacklevel=3,  # the caller of sample_posterior
+        # align chain by chain (bounded memory), total log-likelihood per draw
+        Wa = np.empty((chains, draws, F, K))
+        Ha = np.empty((chains, draws, K, N))
+        perm = np.empty((chains, draws, K), dtype=np.int64)
+        scale = np.empty((chains, draws, K))
+        loglik = np.empty((chains, draws))
+        stats = []
+        g = np.empty(dens.n_dim)
+        for c in range(chains):
+            W, H, st = runs[c]
+            runs[c] = None  # type: ignore[call-overload]
+            lp_name = "logp" if "logp" in st else ("lp" if "lp" in st else None)
+            if lp_name is not None:
+                # log-likelihood = log density - log prior (with Jacobian), both exact
+                loglik[c] = np.asarray(st[lp_name].values, dtype=np.float64) - dens.log_prior(W, H)
+            else:
+                for d in range(draws):
+                    loglik[c, d] = dens(dens.pack(W[d], H[d]), g, with_prior=False)
+            al = align_factors(W, H, W_ref, H_ref, normalize=normalize)
+            Wa[c], Ha[c], perm[c], scale[c] = al.W, al.H, al.permutation, al.scale
+            del W, H, al
+            stats.append(st)
+        ref = align_factors(W_ref, H_ref, W_ref, H_ref, normalize=normalize)
+
+        coords = {"row": counts.row, "column": counts.column, "component": np.arange(K)}
+        sc = {"chain": np.arange(chains), "draw": np.arange(draws)}
+        posterior = xr.Dataset(
+            {
+                "W": (("chain", "draw", "row", "component"), Wa),
+                "H": (("chain", "draw", "component", "column"), Ha),
+            },
+            coords={**sc, **coords},
         )
-    settings = {
-        "n_components": K,
-        "priors": {k: np.asarray(v).tolist() for k, v in asdict(priors).items()},
-        "draws": int(draws),
-        "tune": int(tune),
-        "chains": int(chains),
-        "cores": cores,
-        "sampler": sampler,
-        "precision": precision,
-        "normalize": normalize,
-        "init": init if isinstance(init, str) else "explicit",
-        "jitter": jitter,
-        "keep": keep if isinstance(keep, str) else [int(c) for c in keep],
-        "pointwise_draws": pointwise_draws,
-        "random_seed": _seed_repr(random_seed),
-        "chain_seeds": seeds,
-        "map_kwargs": {k: repr(v) for k, v in map_kwargs.items()},
-        "nuts_kwargs": {k: repr(v) for k, v in nuts_kwargs.items()},
-    }
-    from . import __version__
+        ss = xr.concat(stats, dim="chain").assign_coords(sc)
+        ss = ss.drop_vars([v for v in ss.data_vars if ss[v].dtype == object])
+        if "logp" in ss and "lp" not in ss:
+            ss["lp"] = ss["logp"]
+        if "depth" in ss and "tree_depth" not in ss:
+            ss["tree_depth"] = ss["depth"]
+        ss["log_likelihood"] = (("chain", "draw"), loglik)
+        ss["permutation"] = (("chain", "draw", "component"), perm)
+        ss["scale"] = (("chain", "draw", "component"), scale)
+        ss = ss.assign_coords(component=np.arange(K))
+        groups: dict[str, xr.Dataset] = {"posterior": posterior, "sample_stats": ss}
+        groups["reference"] = xr.Dataset(
+            {"W": (("row", "component"), ref.W), "H": (("component", "column"), ref.H)},
+            coords=coords,
+        )
+        groups["observed_data"] = xr.Dataset(
+            {"V": counts.to_dataarray()}, coords={"row": counts.row, "column": counts.column}
+        )
+        if counts.has_mask:
+            groups["observed_data"]["mask"] = (("row", "column"), ~counts.observed())
 
-    tree.attrs = {
-        "settings": json.dumps(settings),
-        "modes": modes.to_json(),
-        "normalize": normalize,
-        "map_objective": obj,
-        "sampling_time_s": sampling_time,
-        "sampler": json.dumps(sampler_info),
-        "inference_library": sampler,
-        "poisson_nmf_version": __version__,
-    }
-    if keep == "main":
-        tree = select_chains(tree, modes.main_chains)
-    elif not isinstance(keep, str):
-        tree = select_chains(tree, keep)
-    elif keep != "all":
-        raise ValueError(f"keep must be 'all', 'main' or a sequence of chains, got {keep!r}")
-    tree.attrs["total_time_s"] = time.perf_counter() - t_start
-    return tree
+        n_pw = draws * chains if pointwise_draws is None else min(pointwise_draws, draws * chains)
+        if n_pw > 0:
+            bar.phase("pointwise log-likelihood and predictive draws")
+            per_chain = max(1, n_pw // chains)
+            draw_idx = np.unique(np.linspace(0, draws - 1, per_chain).round().astype(int))
+            ll_pw, pp = _pointwise(counts, Wa, Ha, draw_idx, rng_pp, cores)
+            pc: dict[str, Any] = {"chain": np.arange(chains), "draw": draw_idx}
+            if counts.has_mask:
+                r, cc = np.nonzero(counts.observed())
+                dims: tuple[str, ...] = ("chain", "draw", "entry")
+                pc = {**pc, "entry": np.arange(r.size), "row": ("entry", counts.row[r]),
+                      "column": ("entry", counts.column[cc])}  # fmt: skip
+            else:
+                ll_pw = ll_pw.reshape(chains, draw_idx.size, F, N)
+                pp = pp.reshape(chains, draw_idx.size, F, N)
+                dims = ("chain", "draw", "row", "column")
+                pc = {**pc, "row": counts.row, "column": counts.column}
+            groups["log_likelihood"] = xr.Dataset({"V": (dims, ll_pw)}, coords=pc)
+            groups["posterior_predictive"] = xr.Dataset({"V": (dims, pp)}, coords=pc)
+
+        tree = xr.DataTree.from_dict(groups)
+        bar.phase("checking the chains' modes")
+        modes = detect_modes(tree)
+        if modes.n_modes > 1:
+            warnings.warn(
+                f"{modes}. Each mode is a local posterior mode of NMF; keep='main' (or "
+                "select_chains) keeps one, and init='restarts' explores them",
+                MultipleModesWarning,
+                stacklevel=2,
+            )
+        settings = {
+            "n_components": K,
+            "priors": {k: np.asarray(v).tolist() for k, v in asdict(priors).items()},
+            "draws": int(draws),
+            "tune": int(tune),
+            "chains": int(chains),
+            "cores": cores,
+            "sampler": sampler,
+            "precision": precision,
+            "normalize": normalize,
+            "init": init if isinstance(init, str) else "explicit",
+            "jitter": jitter,
+            "keep": keep if isinstance(keep, str) else [int(c) for c in keep],
+            "pointwise_draws": pointwise_draws,
+            "random_seed": _seed_repr(random_seed),
+            "chain_seeds": seeds,
+            "map_kwargs": {k: repr(v) for k, v in map_kwargs.items()},
+            "nuts_kwargs": {k: repr(v) for k, v in nuts_kwargs.items()},
+        }
+        from . import __version__
+
+        tree.attrs = {
+            "settings": json.dumps(settings),
+            "modes": modes.to_json(),
+            "normalize": normalize,
+            "map_objective": obj,
+            "sampling_time_s": sampling_time,
+            "sampler": json.dumps(sampler_info),
+            "inference_library": sampler,
+            "poisson_nmf_version": __version__,
+        }
+        if keep == "main":
+            tree = select_chains(tree, modes.main_chains)
+        elif not isinstance(keep, str):
+            tree = select_chains(tree, keep)
+        elif keep != "all":
+            raise ValueError(f"keep must be 'all', 'main' or a sequence of chains, got {keep!r}")
+        tree.attrs["total_time_s"] = time.perf_counter() - t_start
+        return tree
 
 
 def posterior_summary(
