@@ -409,6 +409,8 @@ def test_bad_arguments(small_counts):
         sample_posterior(small_counts, 2, draws=0)
     with pytest.raises(ValueError, match="precision must be"):
         sample_posterior(small_counts, 2, precision="half")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="keep must be"):
+        sample_posterior(small_counts, 2, keep="mian")  # type: ignore[arg-type]
 
 
 @pytest.mark.slow

@@ -1610,6 +1610,8 @@ def sample_posterior(
         raise ValueError(f"sampler must be 'nutpie' or 'pymc', got {sampler!r}")
     if precision not in ("single", "double"):
         raise ValueError(f"precision must be 'single' or 'double', got {precision!r}")
+    if isinstance(keep, str) and keep not in ("all", "main"):
+        raise ValueError(f"keep must be 'all', 'main' or a sequence of chains, got {keep!r}")
     if pointwise_draws is not None and (
         not isinstance(pointwise_draws, int | np.integer) or pointwise_draws < 0
     ):
@@ -1801,8 +1803,6 @@ def sample_posterior(
             tree = select_chains(tree, modes.main_chains)
         elif not isinstance(keep, str):
             tree = select_chains(tree, keep)
-        elif keep != "all":
-            raise ValueError(f"keep must be 'all', 'main' or a sequence of chains, got {keep!r}")
         tree.attrs["total_time_s"] = time.perf_counter() - t_start
         return tree
 
