@@ -2,6 +2,7 @@ import json
 
 import numpy as np
 import pytest
+import xarray as xr
 
 import poisson_nmf as pnmf
 from poisson_nmf.diagnostics import THRESHOLDS, entry_label
@@ -103,3 +104,26 @@ def test_bad_input():
         pnmf.diagnose(digits_fit()["observed_data"])
     with pytest.raises(ValueError, match="ppc_prob"):
         pnmf.diagnose(digits_fit(), ppc_prob=1.5)
+
+
+def test_constant_entries_left_out_not_failed():
+    # a normalised W with one row is 1 in every draw: R-hat and ESS undefined by construction
+    from poisson_nmf.convergence import entry_table, summarize_convergence
+
+    rng = np.random.default_rng(1)
+    post = xr.Dataset(
+        {
+            "W": (("chain", "draw", "row", "component"), np.ones((4, 200, 1, 1))),
+            "H": (("chain", "draw", "component", "column"), rng.gamma(50, 0.1, (4, 200, 1, 3))),
+        }
+    )
+    entries = entry_table(post)
+    assert entries["constant"].tolist() == [True, False, False, False]
+    conv = summarize_convergence(entries, 4, r_hat_max=1.01, ess_min=400)
+    assert conv.n_constant == 1 and conv.n_undefined == 0
+    assert conv.clean  # independent draws: R-hat ~ 1, ESS ~ 800
+    # a varying entry with NaN draws has no defined R-hat or ESS: undefined, which fails
+    bad = post.copy()
+    bad["H"][0, :, 0, 0] = np.nan
+    conv = summarize_convergence(entry_table(bad, intervals=False), 4, r_hat_max=1.01, ess_min=400)
+    assert conv.n_undefined >= 1 and not conv.clean

@@ -62,6 +62,8 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from .convergence import entry_table, summarize_convergence
+
 __all__ = ["THRESHOLDS", "Check", "Diagnosis", "diagnose", "entry_label"]
 
 Severity = Literal["fail", "warn", "info"]
@@ -251,39 +253,6 @@ def _json_safe(x: Any) -> Any:
 # the pieces
 
 
-def _entry_table(post: xr.Dataset) -> pd.DataFrame:
-    # one arviz_stats call per diagnostic (azs.summary(kind="all") computes more, ~2x slower)
-    import arviz_stats as azs
-
-    ds = post[list(_VARS)]
-    eti = azs.eti(ds, prob=0.9)
-    cols = {
-        "mean": ds.mean(("chain", "draw")),
-        "sd": ds.std(("chain", "draw"), ddof=1),
-        "eti90_lb": eti.sel(ci_bound="lower", drop=True),
-        "eti90_ub": eti.sel(ci_bound="upper", drop=True),
-        "ess_bulk": azs.ess(ds, method="bulk"),
-        "ess_tail": azs.ess(ds, method="tail"),
-        "r_hat": azs.rhat(ds, method="rank"),
-        "mcse_mean": azs.mcse(ds, method="mean"),
-    }
-    frames = []
-    for name in _VARS:
-        df = xr.Dataset({k: v[name] for k, v in cols.items()}).to_dataframe().reset_index()
-        for c in ("row", "component", "column"):
-            if c in df:  # keep the coordinate labels as they are (no float upcast on concat)
-                df[c] = df[c].astype(object)
-        df.insert(0, "variable", name)
-        frames.append(df)
-    out = pd.concat(frames, ignore_index=True)
-    lead = ["variable", "row", "component", "column"]
-    for c in lead:
-        if c not in out:
-            out[c] = None
-    out[lead] = out[lead].astype(object).where(out[lead].notna(), None)
-    return out[lead + [c for c in out.columns if c not in lead]]
-
-
 def _stat(ss: xr.Dataset, *names: str) -> xr.DataArray | None:
     for n in names:
         if n in ss:
@@ -422,38 +391,52 @@ def diagnose(
     C, D = post.sizes["chain"], post.sizes["draw"]
     checks: list[Check] = []
 
-    entries = _entry_table(post)
+    entries = entry_table(post)
     n = len(entries)
-    rhat = entries["r_hat"].to_numpy(dtype=float)
-    worst = float(np.nanmax(rhat)) if C > 1 and np.isfinite(rhat).any() else float("nan")
-    n_bad = int(np.sum(~(rhat <= r_hat_max)))
+    conv = summarize_convergence(entries, C, r_hat_max=r_hat_max, ess_min=ess_min_per_chain * C)
+    n_live = n - conv.n_constant
+    const_note = (
+        f" ({conv.n_constant} constant by construction, left out)" if conv.n_constant else ""
+    )
+    undef_note = (
+        f"; {conv.n_undefined} entries vary but have no finite R-hat or ESS (non-finite draws?)"
+        if conv.n_undefined
+        else ""
+    )
     checks.append(
         Check(
-            "r_hat", "R-hat (rank-normalised), largest over entries", worst,
-            f"<= {r_hat_max}", C > 1 and n_bad == 0, "fail",
+            "r_hat", "R-hat (rank-normalised), largest over entries", conv.worst_r_hat,
+            f"<= {r_hat_max}", conv.r_hat_ok, "fail",
             "R-hat needs at least 2 chains" if C < 2 else
-            f"{n_bad} of {n} entries have R-hat > {r_hat_max}; run longer or check the modes"
-            if n_bad else f"all {n} entries have R-hat <= {r_hat_max}",
+            f"{conv.n_r_hat_above} of {n_live} entries have R-hat > {r_hat_max}{const_note}; "
+            "run longer or check the modes" + undef_note
+            if not conv.r_hat_ok else
+            f"all {n_live} entries have R-hat <= {r_hat_max}{const_note}",
         )
     )  # fmt: skip
     ess_min = ess_min_per_chain * C
     for kind in ("bulk", "tail"):
-        e = entries[f"ess_{kind}"].to_numpy(dtype=float)
-        low = int(np.sum(~(e >= ess_min)))
+        low = getattr(conv, f"n_ess_{kind}_below")
+        ok = low == 0 and conv.n_undefined == 0
         checks.append(
             Check(
-                f"ess_{kind}", f"ESS {kind}, smallest over entries", float(np.nanmin(e)),
-                f">= {ess_min:g} ({ess_min_per_chain:g} per chain)", low == 0, "fail",
-                f"{low} of {n} entries have {kind} ESS < {ess_min:g}; draw more" if low
-                else f"all {n} entries have {kind} ESS >= {ess_min:g}",
+                f"ess_{kind}", f"ESS {kind}, smallest over entries",
+                getattr(conv, f"min_ess_{kind}"),
+                f">= {ess_min:g} ({ess_min_per_chain:g} per chain)", ok, "fail",
+                f"{low} of {n_live} entries have {kind} ESS < {ess_min:g}{const_note}; "
+                "draw more" + undef_note if not ok
+                else f"all {n_live} entries have {kind} ESS >= {ess_min:g}{const_note}",
             )
         )  # fmt: skip
-    ratio = (entries["mcse_mean"] / entries["sd"]).to_numpy(dtype=float)
-    mc_bad = int(np.sum(~(ratio <= THRESHOLDS["mcse_over_sd"])))
+    live = ~entries["constant"].to_numpy(dtype=bool)
+    ratio = (entries["mcse_mean"] / entries["sd"]).to_numpy(dtype=float)[live]
+    ratio = ratio[np.isfinite(ratio)]
+    mc_bad = int(np.sum(ratio > THRESHOLDS["mcse_over_sd"]))
     checks.append(
         Check(
             "mcse", "MCSE of the mean / posterior sd, largest over entries",
-            float(np.nanmax(ratio)), f"<= {THRESHOLDS['mcse_over_sd']}", mc_bad == 0, "warn",
+            float(ratio.max()) if ratio.size else float("nan"),
+            f"<= {THRESHOLDS['mcse_over_sd']}", mc_bad == 0, "warn",
             f"{mc_bad} entries have a Monte Carlo error above a tenth of their sd" if mc_bad
             else "every posterior mean is known to a tenth of its sd",
         )
