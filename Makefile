@@ -4,8 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 KERNELS := $(VENV)/.kernels
+LOCK := requirements.lock
 
-.PHONY: all demo test test-slow test-fast lint format benchmarks clean help
+.PHONY: all demo test test-slow test-fast lint format benchmarks clean help lock
 
 help:
 	@echo "make demo       set up .venv and run the main job on the bundled digits"
@@ -13,15 +14,25 @@ help:
 	@echo "make test-slow  the slow statistical checks (simulation-based calibration, ...)"
 	@echo "make lint       ruff check, ruff format --check, mypy"
 	@echo "make benchmarks run the side-by-side benchmarks in benchmarks/"
+	@echo "make lock       re-resolve requirements.lock (the exact versions make installs)"
 
-$(STAMP): pyproject.toml
+# The set-up is locked: requirements.lock pins every package (dev tools and the dask extra
+# included) for every Python the Makefile may pick (>= 3.12; `uv pip compile --universal`).
+# uv itself is installed with pip at the version the lock names, then syncs the venv to the
+# lock exactly; the package goes in editable, without dependencies. `make lock` updates it.
+$(STAMP): pyproject.toml $(LOCK)
 	@py=$$(PYTHON="$(PYTHON)" tools/find_python.sh) || exit 1; \
 	echo "using $$py ($$($$py --version))"; \
 	if [ ! -x $(BIN)/python ] || ! $(BIN)/python -c 'import sys; sys.exit(sys.version_info < (3, 12))'; then \
 		rm -rf $(VENV) && $$py -m venv $(VENV); fi
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet "$$(grep -E '^uv==' $(LOCK) | cut -d' ' -f1)"
+	$(BIN)/uv pip sync --quiet --python $(BIN)/python $(LOCK)
+	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
 	@touch $(STAMP)
+
+lock: $(STAMP)
+	$(BIN)/uv pip compile --quiet pyproject.toml --extra dev --extra dask --universal \
+		--python-version 3.12 --no-header -o $(LOCK)
 
 # the sampler's compiled code, put in Numba's cache once after installing, so that the
 # first test or demo run does not compile it (see poisson_nmf.sample.precompile)
