@@ -36,7 +36,7 @@ lock: $(STAMP)
 
 # the sampler's compiled code, put in Numba's cache once after installing, so that the
 # first test or demo run does not compile it (see poisson_nmf.sample.precompile)
-$(KERNELS): $(STAMP) model/poisson_nmf/sample.py
+$(KERNELS): $(STAMP) $(shell find model/poisson_nmf -name '*.py')
 	$(BIN)/python -c "from poisson_nmf.sample import precompile; precompile()"
 	@touch $(KERNELS)
 

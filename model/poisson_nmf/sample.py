@@ -110,6 +110,7 @@ from threadpoolctl import threadpool_limits
 
 from .align import Normalize, _check_normalize, align_factors
 from .data import Counts, as_counts, check_n_components
+from .numba_cache import ensure_fresh
 from .priors import GammaPriors
 from .progress import ProgressArg, SamplingProgress
 from .vecmath import FAST as _FAST
@@ -817,6 +818,7 @@ def precompile() -> bool:
     process. ``make`` runs it once after installing, which moves the compile time out
     of the first run.
     """
+    ensure_fresh()
     os.environ[_COMPILING] = "1"
     try:
         hit = bool(_callbacks()[0].cache_hits)
@@ -875,6 +877,7 @@ def _callbacks() -> tuple[Any, Any]:
     u64, vp = numba.types.uint64, numba.types.voidptr
     sig = numba.types.int64(u64, ptr, ptr, ptr, vp)
     sig_x = numba.types.int64(u64, u64, ptr, ptr, vp)
+    ensure_fresh()
     _cache_in_other_process(sig)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", numba.NumbaWarning)  # type: ignore[attr-defined]

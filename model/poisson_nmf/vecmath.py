@@ -25,6 +25,10 @@ import numpy as np
 from llvmlite import ir
 from numba.extending import overload
 
+from .numba_cache import ensure_fresh
+
+ensure_fresh()  # before any cached function of the package loads
+
 __all__ = ["FAST", "fexp", "flog", "flog32", "flog_t"]
 
 #: LLVM fast-math flags for kernels that call these: reassociation (to vectorise sums)

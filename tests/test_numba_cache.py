@@ -1,0 +1,32 @@
+from pathlib import Path
+
+from poisson_nmf import numba_cache
+
+
+def test_stale_cache_is_cleared(tmp_path, monkeypatch):
+    monkeypatch.setattr(numba_cache, "_cache_dir", lambda: tmp_path)
+    fresh = numba_cache.ensure_fresh.__wrapped__
+    (tmp_path / "sample._lik_dense-248.py312.1.nbc").write_bytes(b"old code")
+    (tmp_path / "sample._lik_dense-248.py312.nbi").write_bytes(b"old index")
+    (tmp_path / numba_cache._STAMP).write_text("0" * 64)  # compiled from other source
+    assert fresh() is False
+    assert not list(tmp_path.glob("*.nb*"))
+    assert (tmp_path / numba_cache._STAMP).read_text() == numba_cache.source_hash()
+    (tmp_path / "kl._cd_half-278.py312.1.nbc").write_bytes(b"new code")
+    assert fresh() is True  # same source: the cache is kept
+    assert (tmp_path / "kl._cd_half-278.py312.1.nbc").exists()
+
+
+def test_hash_covers_every_numba_module():
+    names = {p.name for p in numba_cache._numba_modules()}
+    assert {"kl.py", "sample.py", "vecmath.py"} <= names
+    assert "report.py" not in names  # an edit elsewhere does not force a recompile
+    assert len(numba_cache.source_hash()) == 64
+
+
+def test_real_cache_stamped():
+    # the package's own cache directory carries the stamp of the source in use
+    numba_cache.ensure_fresh()
+    d = numba_cache._cache_dir()
+    assert d is not None
+    assert (Path(d) / numba_cache._STAMP).read_text() == numba_cache.source_hash()
