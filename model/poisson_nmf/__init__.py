@@ -4,8 +4,8 @@ V ~ Poisson(WH) with optional Gamma priors on W and H. The MAP estimate under fl
 priors is the KL-minimising NMF solution (Lee & Seung 1999); full posterior sampling
 gives uncertainty on the factors, and ArviZ diagnostics say whether to trust it.
 
-The NumPy/SciPy layers (data, math, KL solver) import without PyMC; the PyMC layers
-are imported on first use.
+The data and math layers import with NumPy, SciPy, pandas and xarray alone; the KL
+solver (Numba) and the PyMC layers are imported on first use.
 """
 
 from __future__ import annotations
@@ -13,16 +13,24 @@ from __future__ import annotations
 from importlib import import_module
 from typing import Any
 
-from .data import Counts, ZeroRowsColumnsWarning, as_counts, check_n_components
+from .data import Counts, as_counts, check_n_components
 from .datasets import load_digits
 from .divergence import kl_divergence, loglik_constant, poisson_loglik
-from .kl import ConvergenceWarning, KLResult, initial_factors, kl_nmf
+from .exceptions import (
+    ConvergenceWarning,
+    FitFormatError,
+    MultipleModesWarning,
+    ZeroRowsColumnsWarning,
+)
 from .priors import GammaPriors
 
 __version__ = "0.1.0"
 
 # name -> module, imported lazily so that `import poisson_nmf` stays light
 _LAZY: dict[str, str] = {
+    "kl_nmf": "kl",  # Numba's kernels: imported on first use
+    "KLResult": "kl",
+    "initial_factors": "kl",
     "build_model": "model",
     "fit_map": "fit",
     "MAPResult": "fit",
@@ -36,7 +44,6 @@ _LAZY: dict[str, str] = {
     "select_chains": "sample",
     "log_density": "sample",
     "ModeReport": "sample",
-    "MultipleModesWarning": "sample",
     "align_factors": "align",
     "normalize_factors": "align",
     "match_components": "align",
@@ -47,7 +54,6 @@ _LAZY: dict[str, str] = {
     "read_counts": "io",
     "save_fit": "io",
     "load_fit": "io",
-    "FitFormatError": "io",
     "run_sbc": "calibration",
     "SBCResult": "calibration",
     "rank_uniformity": "calibration",
@@ -57,15 +63,14 @@ _LAZY: dict[str, str] = {
 __all__ = [
     "ConvergenceWarning",
     "Counts",
+    "FitFormatError",
     "GammaPriors",
-    "KLResult",
+    "MultipleModesWarning",
     "ZeroRowsColumnsWarning",
     "__version__",
     "as_counts",
     "check_n_components",
-    "initial_factors",
     "kl_divergence",
-    "kl_nmf",
     "load_digits",
     "loglik_constant",
     "poisson_loglik",

@@ -33,6 +33,8 @@ import scipy.io
 import scipy.sparse as sp
 import xarray as xr
 
+from .exceptions import FitFormatError
+
 __all__ = [
     "FIT_FORMAT",
     "FIT_FORMAT_VERSION",
@@ -49,10 +51,6 @@ FIT_FORMAT_VERSION = 1
 MODEL_TAG = "poisson-gamma-nmf"  # V ~ Poisson(WH), W and H ~ Gamma(shape, rate)
 
 _TEXT = {".csv": ",", ".tsv": "\t", ".tab": "\t", ".txt": "\t"}
-
-
-class FitFormatError(ValueError):
-    """A file is not a poisson-nmf fit, or one of another model or version."""
 
 
 def _suffix(path: Path) -> str:

@@ -101,6 +101,7 @@ from scipy.special import rel_entr
 
 from .data import Counts, as_counts, check_n_components
 from .divergence import kl_divergence, rate_terms
+from .exceptions import ConvergenceWarning
 from .priors import GammaPriors
 
 __all__ = ["ConvergenceWarning", "KLResult", "initial_factors", "kl_nmf"]
@@ -114,10 +115,6 @@ _FASTMATH = {"reassoc", "contract"}
 _BETA0, _GAMMA, _GAMMA_MAX, _ETA = 0.5, 1.1, 1.02, 2.0
 # Newton steps per coordinate and sweep (each costs one pass over the row's non-zeros)
 _N_NEWTON = 3
-
-
-class ConvergenceWarning(UserWarning):
-    """The iteration budget ran out before the objective stopped decreasing."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -110,6 +110,7 @@ from threadpoolctl import threadpool_limits
 
 from .align import Normalize, _check_normalize, align_factors
 from .data import Counts, as_counts, check_n_components
+from .exceptions import MultipleModesWarning
 from .numba_cache import ensure_fresh
 from .priors import GammaPriors
 from .progress import ProgressArg, SamplingProgress
@@ -131,10 +132,6 @@ _SAMPLE_DIMS = ("chain", "draw")
 _TINY = 1e-300  # rates are floored here before their log (a normal float64)
 _TINY32 = np.float32(1e-30)  # the same in float32 (whose smallest normal is 1.2e-38)
 _PAD = 16  # dense rows are padded to whole blocks of this many columns
-
-
-class MultipleModesWarning(UserWarning):
-    """Chains of one run sit in different posterior modes."""
 
 
 # ---------------------------------------------------------------------------------------

@@ -1,0 +1,26 @@
+"""Warnings and errors of poisson-nmf, in one place (importing this module imports nothing)."""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConvergenceWarning",
+    "FitFormatError",
+    "MultipleModesWarning",
+    "ZeroRowsColumnsWarning",
+]
+
+
+class ConvergenceWarning(UserWarning):
+    """The iteration budget ran out before the objective stopped decreasing."""
+
+
+class ZeroRowsColumnsWarning(UserWarning):
+    """V has all-zero rows or columns; they are kept (filter this to silence it)."""
+
+
+class MultipleModesWarning(UserWarning):
+    """Chains of one run sit in different posterior modes."""
+
+
+class FitFormatError(ValueError):
+    """A file is not a poisson-nmf fit, or one of another model or version."""
