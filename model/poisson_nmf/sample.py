@@ -27,10 +27,9 @@ Strategy (``sampler="nutpie"``, the default)
   of the counts (O(F N K) in vectorised loops, no F x N temporary); sparser counts
   through a loop over the non-zeros alone (O(nnz K)). ``log`` and ``exp`` are the
   vectorisable polynomials of :mod:`poisson_nmf.vecmath` (a few ulp; the C library's
-  are called one value at a time and were the largest cost). On all digits (K = 10)
-  a gradient takes about 0.7 ms in float64, against 1.1 ms for the BLAS version this
-  replaced, and 0.35 to 0.5 ms with the dense kernel in float32 (``precision``, the
-  default inside the sampler). The tests check both kernels against PyMC's ``logp``
+  are called one value at a time and were the largest cost). Inside the sampler the
+  dense kernel runs in float32 by default (``precision``), twice the lanes per
+  instruction. The tests check both kernels against PyMC's ``logp``
   and ``dlogp`` of the same model to rounding error.
   The C callbacks nutpie calls are compiled once and cached on disk; the data reach
   them as addresses.
@@ -44,22 +43,20 @@ Strategy (``sampler="nutpie"``, the default)
   curvature along the ridge and the Hessian diagonal at the start. A fixed linear map
   has a constant Jacobian, so the posterior sampled is exactly the same.
 - **The longest directions, learned in the warm-up.** Beyond the ridges the posterior
-  has a few dozen long, slowly mixing directions (on 300 digits, K = 6, the slowest is
-  an exchange of a few pixels between two components, a shear W -> W M,
-  H -> M^-1 H, with 24 times the variance of a single coordinate; it held the
-  smallest ESS near 300 of 4000 draws). With ``tune >= 300`` the warm-up runs in two
+  has a few dozen long, slowly mixing directions (on the digits the slowest is an
+  exchange of a few pixels between two components, a shear W -> W M, H -> M^-1 H,
+  which holds the smallest ESS down). With ``tune >= 300`` the warm-up runs in two
   stages: ``tune // 4`` tuning steps and ``tune // 2`` draws per chain, from which
   :func:`_learn_long_directions` finds the long directions (at most 32, each checked
   on held-out draws, or within the span of the K (K - 1) shears when no generic one
   proves real); a fixed map M = I + U diag(c) U^T shrinks them to unit variance and
   the rest of the tuning runs in those coordinates (nutpie adapts its own diagonal
   mass matrix again, in the last quarter of the tuning). Half the tuning as draws
-  for learning, rather than a fifth, took the smallest ESS on 300 digits from
-  292-698 to 577-876 and R-hat from 1.006-1.014 to 1.005-1.008 (seeds 0-5).
+  for learning, rather than a fifth, mixes better at the same cost.
   The map is fixed before any kept draw, so the posterior is
   again exactly the same. The number learned is in ``attrs["sampler"]``. (nutpie's
-  own ``adaptation="low_rank"`` re-learns such a map all along; on 300 digits it
-  took 8 minutes and did no better.)
+  own ``adaptation="low_rank"`` re-learns such a map all along, far more slowly and
+  no better.) Measured figures: ``benchmarks/README.md``.
 - **One nutpie sampler per chain**, run in parallel threads (the kernel releases the
   GIL), each from its own start and seed, so that starts are explicit and runs
   reproducible; ``cores`` at a time, the next starting when one ends.
@@ -355,10 +352,8 @@ def _logp_grad(
     return lp + const
 
 
-# the dense kernel pays O(F N K) in vectorised loops; worth it above this fill (all
-# digits, K = 10, entries dropped at random: dense / sparse 0.82 / 2.1 ms at fill 0.54,
-# 0.63 / 0.79 at 0.2, 0.63 / 0.41 at 0.1), and only while its padded F x N copy of the
-# counts is small
+# the dense kernel pays O(F N K) in vectorised loops; worth it above this fill (timed
+# in benchmarks/README.md), and only while its padded F x N copy of the counts is small
 _DENSE_MIN_FILL = 0.2
 _DENSE_MAX_ENTRIES = 4_000_000
 
@@ -916,8 +911,7 @@ class _Coords:
 def _rows_to_y(X, F, N, bm1_inv, scale, UT, inv_c, out):  # type: ignore[no-untyped-def]
     """Write each row of X (m, n) as y = M^-1 (L^-1 x / scale) into out.
 
-    One compiled loop: 2000 warm-up draws of all digits in 0.7 s rather than 1.2 s
-    from Python.
+    One compiled loop, rather than a Python loop over the draws.
     """
     t = np.empty(X.shape[1])
     inv_scale = 1.0 / scale
@@ -931,8 +925,8 @@ def _top_right_singular(A: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
 
     They come from the eigen-decomposition of the smaller Gram matrix.
 
-    With m = 2000 warm-up draws and n = 2130 (300 digits, K = 6) this takes a tenth of
-    the time of ``np.linalg.svd``; for n = 18,580 the full SVD would take many seconds.
+    Only the k largest pairs are computed, far cheaper than a full ``np.linalg.svd``
+    with thousands of draws and coordinates.
     """
     import scipy.linalg
 
@@ -966,26 +960,22 @@ def _learn_long_directions(
       variance at least ``_MIN_VARIANCE`` times a single coordinate's count. The
       directions themselves come from all draws, their variance l from the sample one
       lam by the spiked-covariance relation lam = l (1 + gamma / (l - 1)),
-      gamma = n / m (m draws). On 300 digits (K = 6, n = 2130, m = 2000) this finds
-      9 to 13 directions and lifts the smallest ESS from about 300 to 580-880.
+      gamma = n / m (m draws).
     - **If none proves real**, the eigen-directions of the candidates' span (p small
       against m, so its sample covariance is accurate) with variance at least
-      ``_MIN_VARIANCE``. With n = 18,580 (all digits, K = 10) and m = 800 the sample
-      principal directions are noise (shrinking them halved the step size), while
-      the shears' span holds directions of variance up to 19 (R-hat 1.037 -> 1.011).
-      With m = 2000 one generic direction proves real there, and it is used alone
-      (smallest ESS 311, against 200-253 with the shears' span).
+      ``_MIN_VARIANCE``. With far more coordinates than draws the sample principal
+      directions are mostly noise, while the shears' span is estimated well; when a
+      generic direction does prove real, it is used alone.
 
     At most ``_MAX_RANK`` directions, each shrunk to unit variance.
 
-    Tried on all digits and not used: principal directions of the H block alone (610
-    coordinates, accurate from 2000 draws; R-hat 1.014 -> 1.02), and the same extended
-    to W by its conditional response -A^-1 B dh (R-hat 1.019 -> 1.008 on one warm-up,
-    1.014 -> 1.024 on another; each of those dense directions costs two passes over
-    n per gradient, 35 % more time with 13 of them).
+    Principal directions of the H block alone, and the same extended to W by its
+    conditional response -A^-1 B dh, were tried on all digits and not used: W moves
+    with H, and the extension gave no clear gain for a third more time per gradient
+    (benchmarks/README.md).
     """
-    # in float32: the Gram products over 2000 x 18,580 draws (all digits) take half
-    # the time, and the directions only precondition
+    # in float32: the Gram products over the draws are the cost here, and the
+    # directions only precondition
     sizes = np.cumsum([0] + [y.shape[0] for y in ys])
     m, n = int(sizes[-1]), ys[0].shape[1]
     Z = np.empty((m, n), dtype=np.float32)
@@ -1123,7 +1113,7 @@ def _run_nutpie(
     """Run the chains; ``info`` receives the warm-up stages and the learned rank."""
     # imported here, in the calling thread: nutpie converts each chain's trace with
     # arviz_base, whose first import inside a worker thread inspects the whole deep
-    # stack (1.7 s, against 0.2 s here)
+    # stack (slow)
     import arviz_base  # noqa: F401
     import nutpie  # noqa: F401
 
@@ -1181,8 +1171,8 @@ def _run_chains(
     One nutpie sampler per chain (explicit start and seed), ``cores`` at a time, each
     waited on by its own thread (nutpie's wait releases the GIL), so the next chain
     starts as soon as one finishes. Waiting in threads rather than polling
-    ``is_finished`` (about 1 ms of CPU per call) gave 8-14 % more draws per second on
-    2 cores. On an interrupt or error every running sampler is cancelled.
+    ``is_finished`` (which costs CPU on every call) leaves the cores to the chains.
+    On an interrupt or error every running sampler is cancelled.
     """
     import nutpie
 
@@ -1443,9 +1433,9 @@ def _pointwise(
 
     W (C, D, F, K), H (C, D, K, N); returns arrays (C, len(draw_idx), n_obs) over the
     observed entries in row-major order. Chunks of ``chunk`` draws run in ``workers``
-    threads (NumPy's log and Poisson draws release the GIL: on all digits 5.0 s ->
-    2.8 s on 2 cores), each chunk with its own generator spawned from ``rng``, so the
-    draws do not depend on the order the chunks run in.
+    threads (NumPy's log and Poisson draws release the GIL), each chunk with its own
+    generator spawned from ``rng``, so the draws do not depend on the order the chunks
+    run in.
     """
     obs = counts.observed()
     r, c = np.nonzero(obs)
@@ -1528,8 +1518,8 @@ def sample_posterior(
     precision : {"single", "double"}
         Arithmetic of the dense likelihood kernel inside the sampler (nutpie only).
         ``"single"`` (default): rates, logs and their gradient in float32 (eight
-        lanes per AVX2 instruction: the kernel is about twice as fast, a gradient
-        about a third cheaper); each row's sum is in float32 and the total in float64.
+        lanes per AVX2 instruction rather than four); each row's sum is in float32 and
+        the total in float64.
         Against float64 the log density differs by about 1e-8 relative (1e-3 on all
         digits, whose log density is 7e5), below any Monte Carlo error: a density
         perturbed by a factor within exp(+-0.004) moves posterior expectations by
@@ -1547,12 +1537,11 @@ def sample_posterior(
     init : "map", "restarts" or sequence of (W, H)
         ``"map"``: every chain starts at one MAP (jittered), the best of
         ``_MAP_RESTARTS`` = 4 fits from random starts (lowest objective: the highest
-        posterior density found; on 300 digits, K = 6, single fits land anywhere from
-        17,880 to 18,430, and each takes 0.06 s, 0.5 s on all digits). ``"restarts"``: each chain
-        at the MAP of its own random start, which may be a different local mode (to
-        explore modes); the alignment reference is the best of them. A sequence of
-        ``chains`` pairs (W (F, K), H (K, N)) gives the starts; the reference is then
-        the MAP from the first.
+        posterior density found; single fits land in different local optima).
+        ``"restarts"``: each chain at the MAP of its own random start, which may be a
+        different local mode (to explore modes); the alignment reference is the best of
+        them. A sequence of ``chains`` pairs (W (F, K), H (K, N)) gives the starts; the
+        reference is then the MAP from the first.
     jitter : float
         Sd of the log-normal jitter of each start entry.
     mask : array_like of bool, shape (F, N), optional
