@@ -428,8 +428,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="number of components (default 4)")  # fmt: skip
     d.add_argument("--rows", type=_count, default=200, metavar="N",
                    help="use the first N images (default 200; 0 = all 1797)")  # fmt: skip
-    # the defaults pass every sampling check with seed 0 (R-hat <= 1.01 on all 1056
-    # entries needs ~1500 draws per chain) and take 1-2 minutes of sampling on 2 cores
+    # enough draws that every sampling check passes at seed 0 (R-hat <= 1.01 on every
+    # entry needs about this many); figures in benchmarks/README.md
     _sampling_options(d, draws=1500, tune=1000, chains=4, pointwise=200)
     d.set_defaults(func=_demo)
 

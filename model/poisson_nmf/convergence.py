@@ -81,7 +81,7 @@ def entry_table(
         ``ess_tail``, ``r_hat``, ``mcse_mean`` and ``constant`` (the entry's draws are
         one value: its diagnostics are undefined by construction).
     """
-    # one arviz_stats call per diagnostic (azs.summary(kind="all") computes more, ~2x slower)
+    # one arviz_stats call per diagnostic (azs.summary(kind="all") computes more, slower)
     import arviz_stats as azs
 
     ds = post[list(var_names)]

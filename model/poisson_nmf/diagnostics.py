@@ -334,7 +334,7 @@ def _loo(idata: xr.DataTree, max_points: int) -> Any:
         warnings.filterwarnings("ignore", message="Estimated shape parameter of Pareto")
         if n_obs <= max_points:
             return azs.loo(tree, pointwise=True, var_name="V")
-        # ArviZ's PSIS loops over observations in Python (~2 ms each): past max_points,
+        # ArviZ's PSIS loops over observations in Python: past max_points,
         # the difference estimator of Magnusson et al. (2019) on a fixed random subsample
         return azs.loo_subsample(
             tree, observations=max_points, pointwise=True, var_name="V", seed=_LOO_SEED
@@ -373,7 +373,7 @@ def diagnose(
     loo_max_points : int
         With more observed entries than this, PSIS-LOO is estimated from a fixed random
         subsample of this many entries (``arviz_stats.loo_subsample``) and Pareto k is
-        known for those entries only; ArviZ's PSIS costs about 2 ms per entry.
+        known for those entries only; ArviZ's PSIS loops over the entries in Python.
 
     Returns
     -------
