@@ -24,6 +24,7 @@ The machine is shared: every timing is printed beside the load average and threa
 Usage::
 
     python benchmarks/rank.py [--sets 50] [--max-size 500] [--digits] [--efficiency]
+    python benchmarks/rank.py --quick      # 2 small sets, run by the tests
 """
 
 from __future__ import annotations
@@ -109,22 +110,35 @@ def _digits_time(executor: object = None) -> tuple[float, object]:
     return time.perf_counter() - t, sel
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> pd.DataFrame | None:
+    """Run the benchmark; returns the recovery rows (``None`` with ``--sets 0``)."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sets", type=int, default=50)
     p.add_argument("--max-size", type=int, default=500)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=2, help="threads for the recovery runs")
     p.add_argument("--digits", action="store_true", help="time all digits, K = 2..12")
+    p.add_argument("--figure", default=None, help="with --digits: save the plot here")
     p.add_argument("--efficiency", action="store_true", help="Dask: 2 workers vs serial")
-    args = p.parse_args()
+    p.add_argument(
+        "--quick", action="store_true", help="2 small sets, up to 40 x 40 (run by the tests)"
+    )
+    args = p.parse_args(argv)
+    if args.quick:
+        args.sets, args.max_size = 2, 40
     print(f"load average {os.getloadavg()}, cpus {os.cpu_count()}, workers {args.workers}")
     if args.digits:
         with ThreadPoolExecutor(2) as ex:
             secs, sel = _digits_time(ex)
         print(f"digits K = 2..12 by CV, 2 threads: {secs:.1f} s (load {os.getloadavg()})")
         print(sel.summary())
-    if args.efficiency:
+        if args.figure:
+            import matplotlib
+
+            matplotlib.use("Agg")
+            ax = sel.plot()
+            ax.set_title("all digits (1797 x 64): " + ax.get_title(), fontsize=8)
+            ax.figure.savefig(args.figure, dpi=110, bbox_inches="tight")
         from distributed import Client, LocalCluster
 
         t_serial, s1 = _digits_time(None)
@@ -151,6 +165,8 @@ def main() -> None:
         print(f"reseeded choice == first choice: {same:.0%} (target >= 95%)")
         print(f"argmax of elpd == true K: {(rows['argmax'] == rows['true']).mean():.0%}")
         print(f"total {rows['seconds'].sum():.0f} s for the first runs; load {os.getloadavg()}")
+        return rows
+    return None
 
 
 if __name__ == "__main__":

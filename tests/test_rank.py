@@ -213,18 +213,28 @@ def test_fit_auto_components(small):
     assert _auto_components(pnmf.as_counts(small), 0) == 2
 
 
-@pytest.mark.slow
-def test_recovery_small():
-    """A small version of benchmarks/rank.py: true K recovered on 6 data sets."""
-    import sys
+def _bench():
+    import runpy
     from pathlib import Path
 
-    sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
-    import rank as bench
+    path = Path(__file__).parents[1] / "benchmarks" / "rank.py"
+    return runpy.run_path(str(path), run_name="benchmark")
 
-    rows = bench.run(n_sets=6, max_size=120, random_seed=11, reseed=True)
-    assert (rows["chosen"] == rows["true"]).mean() >= 5 / 6
-    assert (rows["chosen"] == rows["reseeded"]).mean() >= 5 / 6
+
+def test_benchmark_script_runs_quick(capsys):
+    rows = _bench()["main"](["--quick", "--workers", "1"])
+    out = capsys.readouterr().out
+    assert "chosen K == true K" in out and "chosen K" in out
+    assert len(rows) == 2 and set(rows["format"]) == {"dense", "sparse"}
+
+
+@pytest.mark.slow
+def test_recovery_small():
+    """A small version of benchmarks/rank.py: true K recovered on 8 data sets."""
+    rows = _bench()["run"](8, max_size=150, random_seed=11, reseed=True)
+    # the full benchmark asks >= 90 % and >= 95 %; on 8 sets allow one miss each
+    assert (rows["chosen"] == rows["true"]).sum() >= 7, rows
+    assert (rows["chosen"] == rows["reseeded"]).sum() >= 7, rows
 
 
 @pytest.mark.slow
@@ -235,5 +245,7 @@ def test_loo_small():
                       sample_kwargs={"draws": 200, "tune": 200})  # fmt: skip
     t = sel.table
     assert (t["elpd_diff"] >= 0).all() and t["elpd_diff"].min() == 0
-    assert {"p_loo", "n_bad_k"} <= set(t.columns)
+    assert {"p_loo", "n_bad_k", "weight"} <= set(t.columns)
+    assert t["weight"].sum() == pytest.approx(1.0)  # ArviZ's stacking weights
+    assert abs(t["elpd"].iloc[1] - t["elpd"].iloc[0]) == pytest.approx(t["elpd_diff"].max())
     assert sel.best == 2

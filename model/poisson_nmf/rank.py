@@ -105,8 +105,8 @@ class RankSelection:
     table : pandas.DataFrame
         One row per K, in increasing K: ``n_components``, ``elpd``, ``se``,
         ``elpd_diff`` (>= 0, 0 at the highest elpd), ``se_diff`` (paired),
-        ``n_params`` ((F + N) K); with ``method="loo"`` also ``p_loo`` and
-        ``n_bad_k`` (entries with Pareto k > 0.7).
+        ``n_params`` ((F + N) K); with ``method="loo"`` also ``weight`` (ArviZ's
+        stacking weight), ``p_loo`` and ``n_bad_k`` (entries with Pareto k > 0.7).
     best : int
         The chosen K.
     rule : str
@@ -700,11 +700,10 @@ def _select_loo(counts: Counts, ks: list[int], priors: GammaPriors, rule: str,
     table = _table(ks, pointwise, weights, n_params)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        cmp = azs.compare({str(k): e for k, (e, _) in zip(ks, out, strict=True)})
-    # ArviZ's compare on the same entries: its elpd_diff and dse are the table's
-    cmp = cmp.reindex([str(k) for k in ks])
-    table["elpd_diff"] = cmp["elpd_diff"].to_numpy(dtype=float)
-    table["se_diff"] = cmp["dse"].to_numpy(dtype=float)
+        cmp = azs.compare({str(k): e for k, (e, _) in zip(ks, out, strict=True)}, round_to="none")
+    # ArviZ's compare on the same entries gives |elpd_diff| and dse equal to the table's
+    # (ArviZ 1 writes elpd_diff <= 0; the table keeps >= 0); its stacking weights join it
+    table["weight"] = cmp.reindex([str(k) for k in ks])["weight"].to_numpy(dtype=float)
     table["p_loo"] = [float(e.p) for e, _ in out]
     table["n_bad_k"] = [int(np.sum(np.asarray(e.pareto_k) > 0.7)) for e, _ in out]
     bad = table.loc[table["n_bad_k"] > 0, "n_components"].tolist()
