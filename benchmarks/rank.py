@@ -101,12 +101,14 @@ def run(
     return pd.DataFrame(rows)
 
 
-def _digits_time(executor: object = None) -> tuple[float, object]:
-    V = pnmf.load_digits()
+def _digits_time(
+    executor: object = None, rows: int | None = None, k_max: int = 12
+) -> tuple[float, object]:
+    V = pnmf.load_digits()[:rows]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", pnmf.ZeroRowsColumnsWarning)
         t = time.perf_counter()
-        sel = select_rank(V, range(2, 13), random_seed=0, executor=executor)
+        sel = select_rank(V, range(2, k_max + 1), random_seed=0, executor=executor)
     return time.perf_counter() - t, sel
 
 
@@ -120,6 +122,13 @@ def main(argv: list[str] | None = None) -> pd.DataFrame | None:
     p.add_argument("--digits", action="store_true", help="time all digits, K = 2..12")
     p.add_argument("--figure", default=None, help="with --digits: save the plot here")
     p.add_argument("--efficiency", action="store_true", help="Dask: 2 workers vs serial")
+    p.add_argument(
+        "--efficiency-rows",
+        type=int,
+        default=None,
+        help="digits rows for --efficiency (default all)",
+    )
+    p.add_argument("--efficiency-kmax", type=int, default=12, help="largest K for --efficiency")
     p.add_argument(
         "--quick", action="store_true", help="2 small sets, up to 40 x 40 (run by the tests)"
     )
@@ -139,9 +148,12 @@ def main(argv: list[str] | None = None) -> pd.DataFrame | None:
             ax = sel.plot()
             ax.set_title("all digits (1797 x 64): " + ax.get_title(), fontsize=8)
             ax.figure.savefig(args.figure, dpi=110, bbox_inches="tight")
+    if args.efficiency:
         from distributed import Client, LocalCluster
 
-        t_serial, s1 = _digits_time(None)
+        rows, k_max = args.efficiency_rows, args.efficiency_kmax
+        print(f"efficiency on digits[:{rows}], K = 2..{k_max}")
+        t_serial, s1 = _digits_time(None, rows, k_max)
         print(f"serial, 1 thread per piece: {t_serial:.1f} s (load {os.getloadavg()})")
         with (
             LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
@@ -149,7 +161,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame | None:
             Client(cluster) as client,
         ):  # fmt: skip
             client.run(lambda: __import__("poisson_nmf.rank"))  # imports before the clock
-            t_dask, s2 = _digits_time(client)
+            t_dask, s2 = _digits_time(client, rows, k_max)
         print(f"Dask, 2 single-threaded workers: {t_dask:.1f} s (load {os.getloadavg()})")
         print(f"parallel efficiency {t_serial / (2 * t_dask):.2f}; "
               f"tables equal: {s1.table.equals(s2.table)}")  # fmt: skip
