@@ -144,7 +144,7 @@ def _components(text: str) -> Any:
         return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"--components must be a positive integer or 'auto', got {text!r}"
+            f"--components must be a positive integer, got {text!r} (fit also takes 'auto')"
         ) from None
 
 
