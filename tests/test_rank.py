@@ -249,3 +249,12 @@ def test_loo_small():
     assert t["weight"].sum() == pytest.approx(1.0)  # ArviZ's stacking weights
     assert abs(t["elpd"].iloc[1] - t["elpd"].iloc[0]) == pytest.approx(t["elpd_diff"].max())
     assert sel.best == 2
+
+
+def test_subsampled_selection_recovers_k():
+    V = sp.csr_array(_simulate(120, 100, 3, mean=1.0, seed=8))
+    sel = select_rank(V, [2, 3, 4], folds=3, max_entries=3000, random_seed=0)
+    assert sel.settings["subsampled"] and sel.settings["n_scored"] == 3000
+    # the weighted sums stand for all 12000 entries
+    assert sel.weights.sum() == pytest.approx(120 * 100)
+    assert sel.best == 3
