@@ -579,7 +579,8 @@ def _parser() -> argparse.ArgumentParser:
         help="choose the number of components K",
         description="Score each K of a grid by held-out elpd (cross-validation of the MAP, "
         "or PSIS-LOO of posteriors on small tables), choose K by the one-standard-error "
-        "rule and write table.csv, table.md, rank.png, choice.json and settings.json.",
+        "rule and write table.csv, table.md, folds.csv, wins.csv, rank.png, choice.json and "
+        "settings.json.",
     )
     k.add_argument("data", metavar="DATA", help="counts: .csv, .tsv, .mtx, .npz or .npy")
     k.add_argument("--components", "-k", required=True, metavar="GRID",
