@@ -246,3 +246,35 @@ def test_conjugate_posterior_of_w_with_h_fixed():
     # and the same checks see a reference 5 % off (so they can fail)
     z_wrong = (mean - shape / (1.05 * rate)) / se_mean
     assert np.any(np.abs(z_wrong) > 4.5), z_wrong
+
+
+# ---------------------------------------------------------------------------------------
+# executors: equal to the serial run for the same seed
+
+
+def test_sbc_threads_equal_serial():
+    from concurrent.futures import ThreadPoolExecutor
+
+    kw = {"shape": SHAPE, "n_components": K, "priors": PRIORS, "n_draws": 19,
+          "sampler": prior_sampler(draws=20, chains=2), "random_seed": 5}  # fmt: skip
+    serial = run_sbc(4, **kw)
+    with ThreadPoolExecutor(2) as ex:
+        threaded = run_sbc(4, executor=ex, **kw)
+    xr.testing.assert_equal(serial.ranks, threaded.ranks)
+    assert serial.simulations["seed"].tolist() == threaded.simulations["seed"].tolist()
+
+
+@pytest.mark.slow
+def test_sbc_dask_equals_serial():
+    distributed = pytest.importorskip("distributed")
+    kw = {"shape": SHAPE, "n_components": K, "priors": PRIORS, "n_draws": 19,
+          "sampler": default_sampler(draws=100, tune=100, chains=2), "random_seed": 6}  # fmt: skip
+    serial = run_sbc(4, **kw)
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        got = run_sbc(4, executor=client, **kw)
+    xr.testing.assert_equal(serial.ranks, got.ranks)

@@ -58,6 +58,8 @@ _LAZY: dict[str, str] = {
     "SBCResult": "calibration",
     "rank_uniformity": "calibration",
     "invariant_quantities": "calibration",
+    "select_rank": "rank",
+    "RankSelection": "rank",
 }
 
 __all__ = [

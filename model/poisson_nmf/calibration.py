@@ -86,6 +86,7 @@ import pandas as pd
 import xarray as xr
 from scipy import stats
 
+from .parallel import map_pieces
 from .priors import GammaPriors
 
 __all__ = [
@@ -536,6 +537,52 @@ def _sampler_stats(tree: xr.DataTree) -> tuple[float, float]:
     return n_div, n_modes
 
 
+def _one_simulation(
+    rs: np.random.Generator,
+    *,
+    shape: tuple[int, int],
+    n_components: int,
+    priors: GammaPriors,
+    sampler: Sampler,
+    entries: Sequence[tuple[int, int]],
+    n_draws: int,
+) -> tuple[np.ndarray, dict, list[str]]:
+    """One SBC simulation: simulate, sample, rank the truth (a piece for map_pieces)."""
+    from arviz_stats.base import array_stats
+
+    W0, H0, V = simulate(shape, n_components, priors, random_seed=rs)
+    seed = int(rs.integers(0, 2**31 - 1))
+    t_s = time.perf_counter()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        tree = sampler(V, n_components, priors=priors, random_seed=seed)
+    t_s = time.perf_counter() - t_s
+    post = tree["posterior"]
+    W = post["W"].transpose("chain", "draw", ...).values
+    H = post["H"].transpose("chain", "draw", ...).values
+    q_draws = invariant_quantities(W, H, V, entries=entries)  # (chain, draw, Q)
+    q_true = invariant_quantities(W0, H0, V, entries=entries)  # (Q,)
+    names = [str(n) for n in q_true["quantity"].values]
+    C, D = W.shape[:2]
+    kept = np.concatenate(
+        [q_draws.values[c, idx] for c, idx in enumerate(_thin_index(C, D, n_draws))]
+    )
+    ess = np.asarray(
+        array_stats.ess(np.moveaxis(q_draws.values, -1, 0), chain_axis=-2, draw_axis=-1)
+    )
+    n_div, n_modes = _sampler_stats(tree)
+    kinds = Counter(w.category.__name__ for w in caught)
+    row = {
+        "seed": seed,
+        "time_s": t_s,
+        "n_divergent": n_div,
+        "n_modes": n_modes,
+        "min_ess_bulk": float(np.nanmin(ess)) if np.isfinite(ess).any() else np.nan,
+        "warnings": ", ".join(f"{k} x{v}" for k, v in sorted(kinds.items())),
+    }
+    return (kept < q_true.values).sum(axis=0), row, names
+
+
 def run_sbc(
     n_simulations: int = 100,
     *,
@@ -549,6 +596,7 @@ def run_sbc(
     alpha: float = 0.01,
     random_seed: Any = None,
     progress: bool = False,
+    executor: Any = None,
 ) -> SBCResult:
     """Simulation-based calibration of a posterior sampler of Poisson NMF.
 
@@ -583,15 +631,18 @@ def run_sbc(
         Seeds the simulations, the sampler (one spawned seed per simulation) and the
         PIT randomisation.
     progress : bool
-        Show a progress bar (tqdm).
+        Show a progress bar (tqdm) counting finished simulations.
+    executor : None, concurrent.futures.Executor or dask.distributed.Client
+        Where the simulations run (:func:`poisson_nmf.parallel.map_pieces`); each
+        carries its own spawned generator, so the result equals the serial run's.
+        With processes or Dask the sampler must be picklable (:func:`default_sampler`
+        is; :func:`prior_sampler` is not).
 
     Returns
     -------
     SBCResult
         Ranks, the per-quantity table, per-simulation diagnostics and times.
     """
-    from arviz_stats.base import array_stats
-
     t0 = time.perf_counter()
     for name, val in (("n_simulations", n_simulations), ("n_draws", n_draws)):
         if isinstance(val, bool) or not isinstance(val, int | np.integer) or val < 2:
@@ -604,49 +655,13 @@ def run_sbc(
     rng_pit, *rng_sims = rng.spawn(n_simulations + 1)
     entries = _default_entries(F, N) if entries is None else entries
 
-    ranks = []
-    rows = []
-    names: list[str] = []
-    it: Any = range(n_simulations)
-    if progress:
-        from tqdm.auto import tqdm
-
-        it = tqdm(it, desc="SBC")
-    for s in it:
-        rs = rng_sims[s]
-        W0, H0, V = simulate((F, N), n_components, priors, random_seed=rs)
-        seed = int(rs.integers(0, 2**31 - 1))
-        t_s = time.perf_counter()
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            tree = sampler(V, n_components, priors=priors, random_seed=seed)
-        t_s = time.perf_counter() - t_s
-        post = tree["posterior"]
-        W = post["W"].transpose("chain", "draw", ...).values
-        H = post["H"].transpose("chain", "draw", ...).values
-        q_draws = invariant_quantities(W, H, V, entries=entries)  # (chain, draw, Q)
-        q_true = invariant_quantities(W0, H0, V, entries=entries)  # (Q,)
-        names = [str(n) for n in q_true["quantity"].values]
-        C, D = W.shape[:2]
-        kept = np.concatenate(
-            [q_draws.values[c, idx] for c, idx in enumerate(_thin_index(C, D, n_draws))]
-        )
-        ranks.append((kept < q_true.values).sum(axis=0))
-        ess = np.asarray(
-            array_stats.ess(np.moveaxis(q_draws.values, -1, 0), chain_axis=-2, draw_axis=-1)
-        )
-        n_div, n_modes = _sampler_stats(tree)
-        kinds = Counter(w.category.__name__ for w in caught)
-        rows.append(
-            {
-                "seed": seed,
-                "time_s": t_s,
-                "n_divergent": n_div,
-                "n_modes": n_modes,
-                "min_ess_bulk": float(np.nanmin(ess)) if np.isfinite(ess).any() else np.nan,
-                "warnings": ", ".join(f"{k} x{v}" for k, v in sorted(kinds.items())),
-            }
-        )
+    one = functools.partial(_one_simulation, shape=(F, N), n_components=n_components,
+                            priors=priors, sampler=sampler, entries=entries,
+                            n_draws=n_draws)  # fmt: skip
+    out = map_pieces(one, rng_sims, executor=executor, progress=progress, desc="SBC")
+    ranks = [o[0] for o in out]
+    rows = [o[1] for o in out]
+    names = out[0][2]
     r = xr.DataArray(
         np.array(ranks, dtype=np.int64),
         dims=("simulation", "quantity"),

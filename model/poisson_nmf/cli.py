@@ -6,6 +6,8 @@
     poisson-nmf fit DATA --components K [--priors SPEC] [--out DIR]
     poisson-nmf compare DATA --components K        MAP versus KL
     poisson-nmf report FIT --out DIR               re-render a saved fit, never refits
+    poisson-nmf rank DATA --components 2:12 [--method cv|loo] [--workers N]
+                [--scheduler ADDRESS] [--out DIR]  choose K (2:12 includes 12)
 
 DATA is a CSV/TSV (header and index), a Matrix Market ``.mtx``, a SciPy sparse ``.npz``
 or a NumPy ``.npy`` file (:func:`poisson_nmf.io.read_counts`). ``--priors`` is ``flat``
@@ -134,13 +136,15 @@ _positive_int = _int_at_least(1)
 _count = _int_at_least(0)
 
 
-def _components(text: str) -> int:
+def _components(text: str) -> Any:
     # K is checked by check_n_components, with the library's own message
+    if text.strip().lower() == "auto":
+        return "auto"
     try:
         return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"--components must be a positive integer, got {text!r}"
+            f"--components must be a positive integer, got {text!r} (fit also takes 'auto')"
         ) from None
 
 
@@ -337,7 +341,10 @@ def _fit(args: argparse.Namespace) -> int:
             "--priors flat gives an improper posterior (the scale of each component is "
             "unbounded); give Gamma priors, e.g. --priors 1,1,1,1"
         )
-    counts, K = _load(args.data, args.components)
+    auto = args.components == "auto"
+    counts, K = _load(args.data, 1 if auto else args.components)
+    if auto:
+        K = _auto_components(counts, args.seed)
     if args.out is None:
         args.out = str(Path("reports") / Path(args.data).name.split(".")[0])
     steps = (["MAP versus KL"] if args.compare else []) + ["posterior", "diagnostics", "report"]
@@ -366,6 +373,91 @@ def _compare(args: argparse.Namespace) -> int:
     kind = "flat priors (KL-NMF)" if priors is None else "Gamma priors (penalised KL)"
     print(f"MAP versus KL: V is {F} x {N}, K = {K}, {kind}, seed {args.seed}")
     print(cmp.summary())
+    return 0
+
+
+def _auto_components(counts: Any, seed: int) -> int:
+    """``fit --components auto``: K by cross-validation over the default grid."""
+    from .rank import DEFAULT_GRID, select_rank
+
+    F, N = counts.shape
+    # the grid stops where (F + N) K would reach half the observed entries
+    grid = [k for k in DEFAULT_GRID if (F + N) * k * 2 <= counts.n_observed]
+    if len(grid) < 2:
+        raise ValueError(
+            f"--components auto: V ({F} x {N}) is too small to choose K from data; give K"
+        )
+    sel = select_rank(counts, grid, random_seed=seed)
+    print(sel.summary())
+    return sel.best
+
+
+def _markdown(table: Any) -> str:
+    cols = list(table.columns)
+    fmt = [("{:d}" if str(table[c].dtype).startswith("int") else "{:.2f}") for c in cols]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---:|" * len(cols)]
+    for row in table.itertuples(index=False):
+        lines.append("| " + " | ".join(f.format(v) for f, v in zip(fmt, row, strict=True)) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _rank(args: argparse.Namespace) -> int:
+    import json
+    import tempfile
+    from concurrent.futures import ThreadPoolExecutor
+
+    from .parallel import connect_scheduler
+    from .rank import parse_components, select_rank
+
+    ks = parse_components(args.components)  # cheap checks first, nothing written yet
+    priors = parse_priors(args.priors, default="gamma") if args.priors else None
+    if args.priors and priors is None:
+        raise ValueError("--priors flat: a held-out count can get rate 0; give Gamma priors")
+    if args.workers is not None and args.scheduler is not None:
+        raise ValueError("give --workers or --scheduler, not both")
+    counts = _load(args.data, 1)[0]
+    out = Path(args.out or Path("reports") / f"rank-{Path(args.data).name.split('.')[0]}")
+    client = connect_scheduler(args.scheduler) if args.scheduler else None
+    pool = ThreadPoolExecutor(args.workers) if args.workers and args.workers > 1 else None
+    try:
+        with _progress(["rank"]) as bar:
+            bar.step(f"rank ({args.method})")
+            sel = select_rank(counts, ks, method=args.method, folds=args.folds,
+                              executor=client or pool, random_seed=args.seed, priors=priors,
+                              n_repeats=args.repeats, n_restarts=args.restarts,
+                              progress=bar.detail if bar.shown else False)  # fmt: skip
+    finally:
+        if pool is not None:
+            pool.shutdown()
+        if client is not None:
+            client.close()
+    # written to a folder beside the target, then moved: never half a report
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    try:
+        sel.table.to_csv(tmp / "table.csv", index=False)
+        sel.folds.to_csv(tmp / "folds.csv", index=False)
+        sel.wins.to_csv(tmp / "wins.csv", index=False)
+        (tmp / "table.md").write_text(_markdown(sel.table))
+        import matplotlib.pyplot as plt
+
+        ax = sel.plot()
+        ax.figure.savefig(tmp / "rank.png", dpi=120, bbox_inches="tight")
+        plt.close(ax.figure)
+        choice = {"best": sel.best, "rule": sel.rule, "rule_text": sel.rule_text,
+                  "stability": sel.stability, "elapsed_s": sel.elapsed_s}  # fmt: skip
+        (tmp / "choice.json").write_text(json.dumps(choice, indent=2) + "\n")
+        settings = {**sel.settings, "data": str(args.data), "workers": args.workers,
+                    "scheduler": args.scheduler}  # fmt: skip
+        (tmp / "settings.json").write_text(json.dumps(settings, indent=2, default=str) + "\n")
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    print(sel.summary())
+    print(f"report: {out}")
     return 0
 
 
@@ -441,7 +533,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     f.add_argument("data", metavar="DATA", help="counts: .csv, .tsv, .mtx, .npz or .npy")
     f.add_argument("--components", "-k", type=_components, required=True, metavar="K",
-                   help="number of components")  # fmt: skip
+                   help="number of components, or 'auto': chosen by `rank` over "
+                   "1..12 first")  # fmt: skip
     f.add_argument("--priors", default=None, metavar="SPEC",
                    help="Gamma priors: 'a_w,b_w,a_h,b_h' or 'w_shape=1.1,...' "
                    "(default 1,1,1,1)")  # fmt: skip
@@ -480,6 +573,49 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("fit", metavar="FIT", help="a fit.nc file")
     r.add_argument("--out", required=True, metavar="DIR", help="report folder")
     r.set_defaults(func=_report)
+
+    k = sub.add_parser(
+        "rank",
+        help="choose the number of components K",
+        description="Score each K of a grid by held-out elpd (cross-validation of the MAP, "
+        "or PSIS-LOO of posteriors on small tables), choose K by the one-standard-error "
+        "rule and write table.csv, table.md, folds.csv, wins.csv, rank.png, choice.json and "
+        "settings.json.",
+    )
+    k.add_argument("data", metavar="DATA", help="counts: .csv, .tsv, .mtx, .npz or .npy")
+    k.add_argument("--components", "-k", required=True, metavar="GRID",
+                   help="K grid: '2:12' (12 included), '2:12:2' or '2,4,6'")  # fmt: skip
+    k.add_argument("--method", choices=("cv", "loo"), default="cv",
+                   help="cv: masked-entry cross-validation (default); loo: PSIS-LOO")  # fmt: skip
+    k.add_argument("--folds", type=_int_at_least(2), default=5, metavar="N",
+                   help="cross-validation folds (default 5)")  # fmt: skip
+    k.add_argument(
+        "--repeats",
+        type=_positive_int,
+        default=1,
+        metavar="N",
+        help="repeat the cross-validation with new folds (stability; default 1)",
+    )
+    k.add_argument("--restarts", type=_positive_int, default=1, metavar="N",
+                   help="random starts per fit (default 1)")  # fmt: skip
+    k.add_argument(
+        "--priors",
+        default=None,
+        metavar="SPEC",
+        help="Gamma priors of the fits (default 1.1,0.1,1.1,0.1 for cv)",
+    )
+    k.add_argument("--workers", type=_positive_int, default=None, metavar="N",
+                   help="fits at once in this process (threads)")  # fmt: skip
+    k.add_argument(
+        "--scheduler",
+        default=None,
+        metavar="ADDRESS",
+        help="a Dask scheduler, e.g. tcp://host:8786 (needs poisson-nmf[dask])",
+    )
+    k.add_argument("--out", default=None, metavar="DIR",
+                   help="report folder (default reports/rank-<DATA name>)")  # fmt: skip
+    k.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (default 0)")
+    k.set_defaults(func=_rank)
     return p
 
 
