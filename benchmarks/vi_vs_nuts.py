@@ -51,8 +51,9 @@ def compare(name: str, V, K: int, nuts: dict, seed: int = 0) -> dict:
         ratio = (xv.std(0, ddof=1) / xe.std(0, ddof=1)).ravel()
         lo, hi = np.quantile(xv, [0.05, 0.95], axis=0)
         inside = ((xe >= lo) & (xe <= hi)).mean(0).ravel()
-        out[f"{var}_sd_ratio_q10_50_90"] = np.round(np.quantile(ratio, [0.1, 0.5, 0.9]), 2).tolist()
-        out[f"{var}_in_vi90_mean_min"] = [round(float(inside.mean()), 3), round(float(inside.min()), 3)]
+        out[f"{var}_sd_ratio_q10_50_90"] = np.quantile(ratio, [0.1, 0.5, 0.9]).round(2).tolist()
+        out[f"{var}_in_vi90_mean_min"] = [round(float(inside.mean()), 3),
+                                          round(float(inside.min()), 3)]  # fmt: skip
     info = json.loads(vi.attrs["vi"])
     out["vi_khat"] = round(info["psis"]["khat"], 2)
     out["restart_tv"] = round(info["restart_max_tv_distance_w"], 3)
