@@ -180,3 +180,23 @@ def test_bad_settings_refused():
         pnmf.sample_posterior(V, 2, method="vi", nuts_kwargs={"target_accept": 0.9})
     with pytest.raises(ValueError, match="method must be 'nuts' or 'vi'"):
         pnmf.sample_posterior(V, 2, method="advi")
+
+
+def test_cli_fit_method_vi(tmp_path, capsys):
+    from poisson_nmf.cli import main
+
+    path = tmp_path / "V.npy"
+    np.save(path, small_counts("test_cli_fit_method_vi", 30, 12))
+    out = tmp_path / "fit"
+    args = ["fit", str(path), "-k", "2", "--method", "vi", "--out", str(out)]
+    assert main([*args, "--draws", "100", "--pointwise-draws", "0"]) == 0  # figures: cheap
+    text = capsys.readouterr().out
+    assert "PSIS k-hat of q against the exact posterior" in text
+    fit = pnmf.load_fit(out / "fit.nc")
+    assert fit.attrs["method"] == "vi" and fit.attrs["approximate"] is True
+    assert fit["posterior"].sizes["draw"] == 100
+    assert (out / "figures" / "elbo.png").is_file()
+    assert not (out / "figures" / "convergence.png").exists()
+    assert "variational fit" in (out / "report.md").read_text()
+    assert main([*args, "--tune", "10"]) == 2
+    assert "tune: only for NUTS" in capsys.readouterr().err

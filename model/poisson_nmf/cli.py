@@ -248,10 +248,11 @@ def _sample_and_report(
     bar.step("posterior")
     if getattr(args, "method", "nuts") == "vi":
         bar.detail("mean-field variational approximation")
-        # --draws at its default leaves VI its own default (sample_vi)
+        # --draws at its default leaves VI its own default (sample_vi); --tune and
+        # --chains other than their defaults are refused there (NUTS only)
         idata = sample_posterior(
-            counts, K, priors=priors, method="vi", draws=args.draws, random_seed=args.seed,
-            pointwise_draws=args.pointwise_draws,
+            counts, K, priors=priors, method="vi", draws=args.draws, tune=args.tune,
+            chains=args.chains, random_seed=args.seed, pointwise_draws=args.pointwise_draws,
         )  # fmt: skip
         bar.step("diagnostics")
         return _diagnose_and_report(idata, args, bar, cmp, image_shape)

@@ -609,6 +609,7 @@ def sample_vi(
             }
         )
     fit_time = time.perf_counter() - t_start
+    t_draws = time.perf_counter()
 
     # draws from q, normalised and aligned chunk by chunk (align_factors is float64)
     Wa = np.empty((1, draws, F, K), dtype=np.float32)
@@ -623,7 +624,9 @@ def sample_vi(
             al.W, al.H, al.permutation, al.scale
         )  # fmt: skip
         del W, H, al
+    t_psis = time.perf_counter()
     psis = _psis(counts, K, priors, fit, psis_draws, rng_psis) if psis_draws > 0 else None
+    t_rest = time.perf_counter()
 
     coords = {"row": counts.row, "column": counts.column, "component": np.arange(K)}
     sc = {"chain": np.arange(1), "draw": np.arange(draws)}
@@ -706,6 +709,12 @@ def sample_vi(
         "psis": psis,
         "pointwise": pointwise_note,
         "draws_dtype": "float32",
+        "time_s": {
+            "fit": fit_time,
+            "draws": t_psis - t_draws,
+            "psis": t_rest - t_psis,
+            "tree": time.perf_counter() - t_rest,
+        },
     }
     settings = {
         "method": "vi",
