@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--large", action="store_true", help="also 20,000 x 5,000, 2 %%, K = 30")
     args = p.parse_args(argv)
     if args.quick:
-        run(200, 100, 3, 0.1)
+        run(60, 40, 3, 0.2)
         return 0
     res = run(5000, 2000, 20, 0.10)
     ok = res["total_s"] <= 60 and res["peak_rss_mb"] <= 2048

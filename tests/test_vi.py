@@ -200,3 +200,37 @@ def test_cli_fit_method_vi(tmp_path, capsys):
     assert "variational fit" in (out / "report.md").read_text()
     assert main([*args, "--tune", "10"]) == 2
     assert "tune: only for NUTS" in capsys.readouterr().err
+
+
+def _bench(name: str):
+    import runpy
+    from pathlib import Path
+
+    return runpy.run_path(str(Path(__file__).parents[1] / "benchmarks" / name), run_name="bench")
+
+
+def test_scale_benchmark_runs_quick(capsys):
+    assert _bench("scale.py")["main"](["--quick"]) == 0
+    res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert res["converged"] and res["peak_rss_mb"] > 0 and res["verdict"] in ("ok", "warn")
+
+
+def test_vi_vs_nuts_benchmark_runs_quick(capsys):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", pnmf.ZeroRowsColumnsWarning)
+        assert _bench("vi_vs_nuts.py")["main"](["--quick"]) == 0
+    res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert 0 < res["W_sd_ratio_q10_50_90"][1] < 5 and 0 <= res["H_in_vi90_mean_min"][0] <= 1
+
+
+@pytest.mark.slow
+def test_vi_vs_advi_benchmark_runs_quick(capsys):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert _bench("vi_vs_advi.py")["main"](["--quick"]) == 0
+    res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert res["ours_last"]["elbo_mc"] > res["advi_best"]["elbo_mc"] - 5 * res["advi_best"]["se"]
