@@ -167,7 +167,8 @@ def test_bad_settings_refused():
         ({"restarts": 0}, "restarts must be a positive integer"),
         ({"max_iter": 1.5}, "max_iter must be a positive integer"),
         ({"tol": 2.0}, "tol must be a number in"),
-        ({"psis_draws": -1}, "psis_draws must be an integer >= 0"),
+        ({"psis_draws": -1}, "psis_draws must be 0"),
+        ({"psis_draws": 5}, "psis_draws must be 0"),
         ({"pointwise_draws": -2}, "pointwise_draws must be None"),
         ({"priors": None}, "improper posterior"),
         ({"normalize": "X"}, "normalize must be"),
@@ -234,3 +235,33 @@ def test_vi_vs_advi_benchmark_runs_quick(capsys):
         assert _bench("vi_vs_advi.py")["main"](["--quick"]) == 0
     res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert res["ours_last"]["elbo_mc"] > res["advi_best"]["elbo_mc"] - 5 * res["advi_best"]["se"]
+
+
+def test_predictive_at_a_subsample_of_entries_when_large(monkeypatch):
+    """Past the value budget the predictive draws cover a random subsample of entries.
+
+    The budget is lowered so that a 20 x 15 V is "large": 50 draws x 40 entries.
+    """
+    import poisson_nmf.vi as vi
+
+    monkeypatch.setattr(vi, "_POINTWISE_VALUES", 2000)
+    V = small_counts("test_predictive_at_a_subsample_of_entries_when_large")
+    mask = np.zeros(V.shape, bool)
+    mask[:, 0] = True  # column 0 missing: never in the subsample
+    tree = sample_vi(V, 2, mask=mask, draws=50, pointwise_draws=50, random_seed=0,
+                     psis_draws=25)  # fmt: skip
+    assert "log_likelihood" not in tree.children
+    pp = tree["posterior_predictive"]["V"]
+    assert pp.dims == ("chain", "draw", "entry") and pp.shape == (1, 50, 40)
+    rows, cols = pp["row"].values, pp["column"].values
+    assert (cols != 0).all() and len(set(zip(rows, cols, strict=True))) == 40
+    assert "subsample of 40" in json.loads(tree.attrs["vi"])["pointwise"]
+    d = pnmf.diagnose(tree)
+    assert d.ppc["n_entries"] == 40 and d.check("pareto_k").severity == "info"
+    # the rates at the entries, as diagnose computes them, equal (WH)[row, col]
+    from poisson_nmf.diagnostics import _rates
+
+    post = tree["posterior"].to_dataset()
+    lam = _rates(post, 0, np.array([0, 1]), ("entry",), pp)
+    W, H = (post[v].values[0, :2].astype(np.float64) for v in ("W", "H"))
+    np.testing.assert_allclose(lam, (W @ H)[:, rows, cols], rtol=1e-6)  # float32 draws

@@ -273,11 +273,15 @@ def _rates(post: xr.Dataset, c: int, draws: np.ndarray, obs_dims: tuple[str, ...
     """λ = WH for chain c at the given draws, flattened over observed entries (D, n_obs)."""
     W = post["W"].isel(chain=c).sel(draw=draws).transpose("draw", "row", "component").values
     H = post["H"].isel(chain=c).sel(draw=draws).transpose("draw", "component", "column").values
-    lam = np.matmul(W, H)  # (D, F, N)
     if obs_dims == ("entry",):
         ri = pd.Index(post["row"].values).get_indexer(like["row"].values)
         ci = pd.Index(post["column"].values).get_indexer(like["column"].values)
-        return lam[:, ri, ci]
+        # WH at the listed entries only (a subsample of a large V: never D x F x N)
+        lam = np.zeros((W.shape[0], ri.size))
+        for k in range(W.shape[-1]):
+            lam += W[:, ri, k] * H[:, k, ci]
+        return lam
+    lam = np.matmul(W, H)  # (D, F, N)
     return lam.reshape(lam.shape[0], -1)
 
 
@@ -656,7 +660,8 @@ def diagnose(
     else:
         checks.append(
             Check("pareto_k", "PSIS-LOO", np.nan, "-", True, "info",
-                  "no log_likelihood group (pointwise_draws=0): not computed")
+                  "no log_likelihood group (pointwise_draws=0, or a variational fit of "
+                  "a large V): not computed")
         )  # fmt: skip
 
     failed = [c for c in checks if not c.passed and c.severity != "info"]

@@ -473,6 +473,39 @@ def _psis(
 # the public entry point
 
 
+def _predictive_entries(
+    counts: Counts,
+    W: np.ndarray,
+    H: np.ndarray,
+    draw_idx: np.ndarray,
+    n_entries: int,
+    rng: np.random.Generator,
+) -> xr.Dataset:
+    """Predictive counts (int32) at a random subsample of observed entries, dim ``entry``.
+
+    W (1, D, F, K), H (1, D, K, N); the layout of a masked fit's pointwise groups
+    (``entry`` with ``row`` and ``column`` coordinates), so ``diagnose`` reads it the
+    same way. WH is formed at the chosen entries only, never F x N.
+    """
+    F, N = counts.shape
+    rng_e, rng_p = rng.spawn(2)
+    flat = rng_e.choice(F * N, size=min(F * N, 2 * n_entries + 1000), replace=False)
+    if counts.has_mask:
+        flat = flat[~np.isin(flat, counts.missing_rows * N + counts.missing_cols)]
+    flat = np.sort(flat[:n_entries])
+    r, c = flat // N, flat % N
+    pp = np.empty((1, draw_idx.size, flat.size), dtype=np.int32)
+    for lo in range(0, draw_idx.size, 8):
+        idx = draw_idx[lo : lo + 8]
+        lam = np.zeros((idx.size, flat.size))
+        for k in range(W.shape[-1]):
+            lam += W[0, idx][:, r, k] * H[0, idx][:, k, c]
+        pp[0, lo : lo + idx.size] = rng_p.poisson(lam)
+    coords = {"chain": np.arange(1), "draw": draw_idx, "entry": np.arange(flat.size),
+              "row": ("entry", counts.row[r]), "column": ("entry", counts.column[c])}  # fmt: skip
+    return xr.Dataset({"V": (("chain", "draw", "entry"), pp)}, coords=coords)
+
+
 def _observed(counts: Counts) -> xr.DataArray:
     """V as a dense DataArray (row, column), int32 where the counts allow (else int64).
 
@@ -539,12 +572,13 @@ def sample_vi(
         ``True`` marks missing entries.
     pointwise_draws : int or None
         Draws for the ``log_likelihood`` and ``posterior_predictive`` groups (as in
-        :func:`poisson_nmf.sample_posterior`); fewer where draws x observed entries
-        would pass 25 million values per group, and none if that leaves fewer than 25
-        (``attrs["vi"]`` says so).
+        :func:`poisson_nmf.sample_posterior`). Where draws x observed entries would
+        pass 25 million values, only ``posterior_predictive``, at a random subsample of
+        observed entries (dim ``entry``, as with a mask), for the predictive checks
+        (``attrs["vi"]["pointwise"]`` says so).
     psis_draws : int
-        Draws for PSIS k-hat against the exact posterior (0: not computed). Each costs
-        one exact log density, O(nnz K).
+        Draws for PSIS k-hat against the exact posterior: 0 (not computed) or at least
+        25. Each costs one exact log density, O(nnz K).
 
     Returns
     -------
@@ -579,8 +613,15 @@ def sample_vi(
     max_iter = _positive_int("max_iter", max_iter)
     if not (isinstance(tol, int | float) and 0 < tol < 1):
         raise ValueError(f"tol must be a number in (0, 1), got {tol!r}")
-    if isinstance(psis_draws, bool) or not isinstance(psis_draws, int) or psis_draws < 0:
-        raise ValueError(f"psis_draws must be an integer >= 0, got {psis_draws!r}")
+    if (
+        isinstance(psis_draws, bool)
+        or not isinstance(psis_draws, int | np.integer)
+        or not (psis_draws == 0 or psis_draws >= 25)
+    ):
+        raise ValueError(
+            f"psis_draws must be 0 (no PSIS check) or an integer >= 25 (ArviZ's PSIS fits "
+            f"the largest fifth of the weights and needs 5 of them), got {psis_draws!r}"
+        )
     if pointwise_draws is not None and (
         not isinstance(pointwise_draws, int | np.integer) or pointwise_draws < 0
     ):
@@ -678,12 +719,18 @@ def sample_vi(
 
     n_obs = counts.n_observed
     n_pw = draws if pointwise_draws is None else min(pointwise_draws, draws)
-    n_pw = min(n_pw, _POINTWISE_VALUES // max(n_obs, 1))
     pointwise_note = None
-    if 0 < n_pw < 25:
+    if n_pw * n_obs > _POINTWISE_VALUES:
+        # too many entries for all of them: predictive draws at a random subsample of
+        # observed entries, for the predictive checks; no log_likelihood group (LOO on
+        # a subsample would be the elpd of the subsample, not of V)
+        draw_idx = np.unique(np.linspace(0, draws - 1, n_pw).round().astype(int))
+        n_e = _POINTWISE_VALUES // draw_idx.size
+        groups["posterior_predictive"] = _predictive_entries(counts, Wa, Ha, draw_idx, n_e, rng_pp)
         pointwise_note = (
-            f"left out: {n_obs} observed entries allow only {n_pw} draws within "
-            f"{_POINTWISE_VALUES} values per group (PSIS-LOO needs 25)"
+            f"posterior_predictive at a random subsample of {n_e} of the {n_obs} observed "
+            f"entries ({draw_idx.size} draws, at most {_POINTWISE_VALUES} values); "
+            "no log_likelihood group (no PSIS-LOO)"
         )
         n_pw = 0
     if n_pw > 0:
