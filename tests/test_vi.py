@@ -265,3 +265,15 @@ def test_predictive_at_a_subsample_of_entries_when_large(monkeypatch):
     lam = _rates(post, 0, np.array([0, 1]), ("entry",), pp)
     W, H = (post[v].values[0, :2].astype(np.float64) for v in ("W", "H"))
     np.testing.assert_allclose(lam, (W @ H)[:, rows, cols], rtol=1e-6)  # float32 draws
+
+
+def test_same_result_in_one_thread_or_several(monkeypatch):
+    import poisson_nmf.vi as vi
+
+    V = small_counts("test_same_result_in_one_thread_or_several", 40, 30)
+    many = run_cavi(V, 3, max_iter=30)
+    monkeypatch.setattr(vi.os, "cpu_count", lambda: 1)
+    one = run_cavi(V, 3, max_iter=30)
+    assert vi._row_blocks(vi._Problem.build(pnmf.as_counts(V), 3, PRIORS)).size == 9  # 8 blocks
+    np.testing.assert_array_equal(many.elbo_trace, one.elbo_trace)
+    np.testing.assert_array_equal(many.alpha_h, one.alpha_h)

@@ -48,6 +48,17 @@ computed in every iteration's pass (the pass of iteration t gives the bound of t
 it starts from), stored as ``attrs["vi"]["elbo_trace"]``, and a decrease larger than
 rounding (:data:`_ROUNDING` relative) raises ``RuntimeError``.
 
+This bound of the augmented model (q(S) included) is below the ELBO of q(W) q(H) for
+the model itself, :math:`E_q[\log p(V, W, H) - \log q(W, H)]`, by Jensen's inequality
+on :math:`\log \sum_k w_{fk} h_{kn}`; that one has no closed form, and a Monte Carlo
+estimate of it from the PSIS draws is ``attrs["vi"]["psis"]["elbo_mc"]`` (the estimator
+``benchmarks/vi_vs_advi.py`` uses for both methods).
+
+The pass over the non-zeros runs in ``_BLOCKS`` = 8 fixed blocks of rows with about
+equal non-zeros, in threads (the kernel releases the GIL), each block summing into its
+own buffer for H, added in block order: the result is the same for any number of
+threads.
+
 Convergence rule: stop when the relative increase
 :math:`(\mathcal{L}_t - \mathcal{L}_{t-1}) / |\mathcal{L}_t|` is below ``tol`` (default
 1e-6) or after ``max_iter`` iterations (a :class:`poisson_nmf.ConvergenceWarning`).
