@@ -68,6 +68,7 @@ def run(F: int, N: int, K: int, fill: float, seed: int = 0) -> dict:
         "total_s": round(t2 - t0, 1),
         "cpu_s": {"vi": round(c1 - c0, 1), "diagnose": round(c2 - c1, 1)},
         "peak_rss_mb": round(_peak_mb()),
+        "stages_s": {k: round(v, 1) for k, v in vi["time_s"].items()},
         "iterations": [r["n_iter"] for r in vi["restarts"]],
         "converged": vi["converged"],
         "restart_elbo_spread": round(vi["restart_elbo_spread"], 1),
