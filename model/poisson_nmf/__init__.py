@@ -39,6 +39,7 @@ _LAZY: dict[str, str] = {
     "kkt_residual": "compare",
     "pymc_logp_grad": "fit",
     "sample_posterior": "sample",
+    "sample_vi": "vi",
     "posterior_summary": "sample",
     "detect_modes": "sample",
     "select_chains": "sample",

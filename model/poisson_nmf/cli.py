@@ -247,11 +247,19 @@ def _sample_and_report(
     cmp: Any = None,
     image_shape: Sequence[int] | None = None,
 ) -> tuple[Any, Path]:
-    from .diagnostics import diagnose
-    from .report import write_report
     from .sample import sample_posterior
 
     bar.step("posterior")
+    if getattr(args, "method", "nuts") == "vi":
+        bar.detail("mean-field variational approximation")
+        # --draws at its default leaves VI its own default (sample_vi); --tune and
+        # --chains other than their defaults are refused there (NUTS only)
+        idata = sample_posterior(
+            counts, K, priors=priors, method="vi", draws=args.draws, tune=args.tune,
+            chains=args.chains, random_seed=args.seed, pointwise_draws=args.pointwise_draws,
+        )  # fmt: skip
+        bar.step("diagnostics")
+        return _diagnose_and_report(idata, args, bar, cmp, image_shape)
     bar.detail(f"{args.chains} chains x {args.tune} + {args.draws} steps")
     idata = sample_posterior(
         counts,
@@ -265,6 +273,19 @@ def _sample_and_report(
         progress=bar.detail if bar.shown else False,
     )
     bar.step("diagnostics")
+    return _diagnose_and_report(idata, args, bar, cmp, image_shape)
+
+
+def _diagnose_and_report(
+    idata: Any,
+    args: argparse.Namespace,
+    bar: _Progress,
+    cmp: Any = None,
+    image_shape: Sequence[int] | None = None,
+) -> tuple[Any, Path]:
+    from .diagnostics import diagnose
+    from .report import write_report
+
     diag = diagnose(idata)
     bar.step("report")
     out = write_report(
@@ -545,6 +566,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="also fit the MAP and KL-NMF: the MAP-versus-KL section")  # fmt: skip
     f.add_argument("--image-shape", type=_image_shape, default=None, metavar="HxW",
                    help="draw components as images of this shape, e.g. 8x8")  # fmt: skip
+    f.add_argument("--method", choices=("nuts", "vi"), default="nuts",
+                   help="nuts: exact posterior draws (default); vi: a mean-field variational "
+                   "approximation, fast on large tables, its intervals too narrow (the report "
+                   "says by how much it is off: PSIS k-hat)")  # fmt: skip
     _sampling_options(f, draws=1000, tune=1000, chains=4, pointwise=500)
     f.set_defaults(func=_fit)
 

@@ -59,7 +59,11 @@ def constant_entries(
 
 
 def entry_table(
-    post: xr.Dataset, var_names: tuple[str, ...] = _VARS, *, intervals: bool = True
+    post: xr.Dataset,
+    var_names: tuple[str, ...] = _VARS,
+    *,
+    intervals: bool = True,
+    diagnostics: bool = True,
 ) -> pd.DataFrame:
     """One row per entry of ``var_names``: summaries and convergence diagnostics.
 
@@ -72,6 +76,9 @@ def entry_table(
     intervals : bool
         Include the posterior mean, sd and 90% equal-tailed interval (the stopping rule
         of :func:`poisson_nmf.sample_posterior` needs only the diagnostics).
+    diagnostics : bool
+        Compute ESS, R-hat and MCSE; ``False`` leaves them NaN (independent draws from
+        a variational approximation, where they mean nothing).
 
     Returns
     -------
@@ -96,15 +103,23 @@ def entry_table(
         }
     # constant or non-finite entries make ArviZ divide 0 by 0; they are classified below
     # (the ``constant`` column, summarize_convergence), not left to a warning
+    if not diagnostics:
+        nan = xr.full_like(ds.isel(chain=0, draw=0, drop=True), np.nan, dtype=np.float64)
+        cols |= {k: nan for k in ("ess_bulk", "ess_tail", "r_hat", "mcse_mean")}
+        cols["constant"] = xr.full_like(nan, False, dtype=bool)
     with np.errstate(divide="ignore", invalid="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        cols |= {
-            "ess_bulk": azs.ess(ds, method="bulk"),
-            "ess_tail": azs.ess(ds, method="tail"),
-            "r_hat": azs.rhat(ds, method="rank"),
-            "mcse_mean": azs.mcse(ds, method="mean"),
-            "constant": ds.map(constant_entries),
-        }
+        cols |= (
+            {}
+            if not diagnostics
+            else {
+                "ess_bulk": azs.ess(ds, method="bulk"),
+                "ess_tail": azs.ess(ds, method="tail"),
+                "r_hat": azs.rhat(ds, method="rank"),
+                "mcse_mean": azs.mcse(ds, method="mean"),
+                "constant": ds.map(constant_entries),
+            }
+        )
     frames = []
     for name in var_names:
         df = xr.Dataset({k: v[name] for k, v in cols.items()}).to_dataframe().reset_index()

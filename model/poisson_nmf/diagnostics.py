@@ -273,11 +273,15 @@ def _rates(post: xr.Dataset, c: int, draws: np.ndarray, obs_dims: tuple[str, ...
     """λ = WH for chain c at the given draws, flattened over observed entries (D, n_obs)."""
     W = post["W"].isel(chain=c).sel(draw=draws).transpose("draw", "row", "component").values
     H = post["H"].isel(chain=c).sel(draw=draws).transpose("draw", "component", "column").values
-    lam = np.matmul(W, H)  # (D, F, N)
     if obs_dims == ("entry",):
         ri = pd.Index(post["row"].values).get_indexer(like["row"].values)
         ci = pd.Index(post["column"].values).get_indexer(like["column"].values)
-        return lam[:, ri, ci]
+        # WH at the listed entries only (a subsample of a large V: never D x F x N)
+        lam = np.zeros((W.shape[0], ri.size))
+        for k in range(W.shape[-1]):
+            lam += W[:, ri, k] * H[:, k, ci]
+        return lam
+    lam = np.matmul(W, H)  # (D, F, N)
     return lam.reshape(lam.shape[0], -1)
 
 
@@ -341,57 +345,20 @@ def _loo(idata: xr.DataTree, max_points: int) -> Any:
         )
 
 
-# ---------------------------------------------------------------------------------------
-# the public entry point
-
-
-def diagnose(
+def _sampling_checks(
     idata: xr.DataTree,
-    *,
-    r_hat_max: float = THRESHOLDS["r_hat"],
-    ess_min_per_chain: float = THRESHOLDS["ess_per_chain"],
-    ebfmi_min: float = THRESHOLDS["ebfmi"],
-    pareto_k_max: float = THRESHOLDS["pareto_k"],
-    ppc_prob: float = THRESHOLDS["ppc_prob"],
-    loo_max_points: int = 2000,
-) -> Diagnosis:
-    """Check a posterior fit against the usual thresholds and give a verdict.
-
-    Parameters
-    ----------
-    idata : xarray.DataTree
-        From :func:`poisson_nmf.sample_posterior` or :func:`poisson_nmf.load_fit`:
-        ``posterior`` W (chain, draw, row, component), H (chain, draw, component,
-        column); ``sample_stats`` with ``diverging``, ``energy``, ``log_likelihood``
-        (and ``maxdepth_reached`` or ``reached_max_treedepth``); optionally the
-        pointwise ``log_likelihood`` and ``posterior_predictive`` groups (``V``) and
-        ``observed_data``.
-    r_hat_max, ess_min_per_chain, ebfmi_min, pareto_k_max : float
-        Thresholds (defaults 1.01, 100, 0.3, 0.7; see the module docstring).
-    ppc_prob : float
-        Mass of the central posterior predictive intervals for the coverage check.
-    loo_max_points : int
-        With more observed entries than this, PSIS-LOO is estimated from a fixed random
-        subsample of this many entries (``arviz_stats.loo_subsample``) and Pareto k is
-        known for those entries only; ArviZ's PSIS loops over the entries in Python.
-
-    Returns
-    -------
-    Diagnosis
-    """
+    entries: pd.DataFrame,
+    r_hat_max: float,
+    ess_min_per_chain: float,
+    ebfmi_min: float,
+) -> tuple[list[Check], list[float], dict]:
+    """R-hat, ESS, MCSE, divergences, tree depth, E-BFMI and modes of MCMC draws."""
     import arviz_stats as azs
 
     from .sample import detect_modes
 
-    if "posterior" not in idata.children or any(v not in idata["posterior"] for v in _VARS):
-        raise ValueError("idata must have a posterior group with W and H (from sample_posterior)")
-    if not 0 < ppc_prob < 1:
-        raise ValueError(f"ppc_prob must be in (0, 1), got {ppc_prob}")
-    post = idata["posterior"].to_dataset()
-    C, D = post.sizes["chain"], post.sizes["draw"]
+    C, D = idata["posterior"].sizes["chain"], idata["posterior"].sizes["draw"]
     checks: list[Check] = []
-
-    entries = entry_table(post)
     n = len(entries)
     conv = summarize_convergence(entries, C, r_hat_max=r_hat_max, ess_min=ess_min_per_chain * C)
     n_live = n - conv.n_constant
@@ -489,6 +456,134 @@ def diagnose(
         )
     )  # fmt: skip
 
+    return checks, ebfmi, modes
+
+
+_NOT_MCMC = "not applicable: independent draws from a variational approximation"
+
+
+def _approximation_checks(idata: xr.DataTree) -> tuple[list[Check], list[float], dict]:
+    """Check a variational fit (``attrs["approximate"]``): PSIS k-hat and restarts.
+
+    R-hat, ESS, MCSE, divergences, tree depth and E-BFMI describe Markov chains and say
+    nothing about independent draws from q: they are ``"info"``. What is checked:
+
+    - **PSIS k-hat** of q against the exact posterior (Yao et al. 2018), from
+      ``attrs["vi"]["psis"]``: above ``THRESHOLDS["pareto_k"]`` (0.7) the intervals are
+      not posterior intervals (expected for mean-field in high dimension): ``"warn"``.
+    - **Restarts**: the best restart's aligned W columns against the others' (largest
+      total-variation distance); restarts in different places are different modes, of
+      which q describes one: ``"warn"`` above 0.1.
+    - **Convergence** of the best restart by its own rule: ``"warn"`` if not.
+    """
+    vi = json.loads(idata.attrs.get("vi", "{}"))
+    checks = [
+        Check(name, label, np.nan, "-", True, "info", _NOT_MCMC)
+        for name, label in (
+            ("r_hat", "R-hat"), ("ess_bulk", "ESS bulk"), ("ess_tail", "ESS tail"),
+            ("mcse", "MCSE"), ("divergences", "divergent transitions"),
+            ("tree_depth", "tree depth"), ("ebfmi", "E-BFMI"),
+        )
+    ]  # fmt: skip
+    kmax = THRESHOLDS["pareto_k"]
+    psis = vi.get("psis")
+    if psis is None:
+        checks.append(
+            Check("vi_khat", "PSIS k-hat of q against the exact posterior", np.nan, "-",
+                  True, "info", "not computed (psis_draws=0)")
+        )  # fmt: skip
+    else:
+        k = float(psis["khat"])
+        checks.append(
+            Check(
+                "vi_khat", "PSIS k-hat of q against the exact posterior", k, f"<= {kmax}",
+                k <= kmax, "warn",
+                f"k-hat {k:.2f} from {psis['n_draws']} draws: q is far from the posterior in "
+                "some directions and its intervals are NOT posterior intervals (mean-field "
+                "leaves out the coupling of W and H; expected in high dimension); use NUTS "
+                "for calibrated intervals" if k > kmax else
+                f"k-hat {k:.2f} from {psis['n_draws']} draws: importance sampling from q "
+                "is reliable, q is close to the posterior",
+            )
+        )  # fmt: skip
+    restarts = vi.get("restarts", [])
+    tv = float(vi.get("restart_max_tv_distance_w", 0.0))
+    n_r = len(restarts)
+    checks.append(
+        Check(
+            "modes", "restarts ending in other modes (largest TV distance of W columns)",
+            tv, "<= 0.1", tv <= 0.1, "warn",
+            f"the {n_r} restarts ended in different places (ELBO spread "
+            f"{vi.get('restart_elbo_spread', float('nan')):.1f}, W columns up to {tv:.2f} apart "
+            "in total variation): the posterior has several modes and q describes the best "
+            "one found" if tv > 0.1 else f"all {n_r} restarts ended in the same place",
+        )
+    )  # fmt: skip
+    conv = bool(vi.get("converged", True))
+    checks.append(
+        Check(
+            "vi_converged", "VI converged by its rule", float(vi.get("n_iter", np.nan)),
+            vi.get("convergence_rule", "-"), conv, "warn",
+            "converged" if conv else "did not converge: raise max_iter (sample_vi)",
+        )
+    )  # fmt: skip
+    modes = {"n_modes": 1, "labels": [0], "main_chains": [0], "restarts": restarts}
+    return checks, [], modes
+
+
+# ---------------------------------------------------------------------------------------
+# the public entry point
+
+
+def diagnose(
+    idata: xr.DataTree,
+    *,
+    r_hat_max: float = THRESHOLDS["r_hat"],
+    ess_min_per_chain: float = THRESHOLDS["ess_per_chain"],
+    ebfmi_min: float = THRESHOLDS["ebfmi"],
+    pareto_k_max: float = THRESHOLDS["pareto_k"],
+    ppc_prob: float = THRESHOLDS["ppc_prob"],
+    loo_max_points: int = 2000,
+) -> Diagnosis:
+    """Check a posterior fit against the usual thresholds and give a verdict.
+
+    Parameters
+    ----------
+    idata : xarray.DataTree
+        From :func:`poisson_nmf.sample_posterior` or :func:`poisson_nmf.load_fit`:
+        ``posterior`` W (chain, draw, row, component), H (chain, draw, component,
+        column); ``sample_stats`` with ``diverging``, ``energy``, ``log_likelihood``
+        (and ``maxdepth_reached`` or ``reached_max_treedepth``); optionally the
+        pointwise ``log_likelihood`` and ``posterior_predictive`` groups (``V``) and
+        ``observed_data``.
+    r_hat_max, ess_min_per_chain, ebfmi_min, pareto_k_max : float
+        Thresholds (defaults 1.01, 100, 0.3, 0.7; see the module docstring).
+    ppc_prob : float
+        Mass of the central posterior predictive intervals for the coverage check.
+    loo_max_points : int
+        With more observed entries than this, PSIS-LOO is estimated from a fixed random
+        subsample of this many entries (``arviz_stats.loo_subsample``) and Pareto k is
+        known for those entries only; ArviZ's PSIS loops over the entries in Python.
+
+    Returns
+    -------
+    Diagnosis
+    """
+    if "posterior" not in idata.children or any(v not in idata["posterior"] for v in _VARS):
+        raise ValueError("idata must have a posterior group with W and H (from sample_posterior)")
+    if not 0 < ppc_prob < 1:
+        raise ValueError(f"ppc_prob must be in (0, 1), got {ppc_prob}")
+    post = idata["posterior"].to_dataset()
+    C, D = post.sizes["chain"], post.sizes["draw"]
+
+    entries = entry_table(post, diagnostics=not idata.attrs.get("approximate", False))
+    if idata.attrs.get("approximate", False):
+        checks, ebfmi, modes = _approximation_checks(idata)
+    else:
+        checks, ebfmi, modes = _sampling_checks(
+            idata, entries, r_hat_max, ess_min_per_chain, ebfmi_min
+        )
+
     ppc = disc = cov = None
     if "posterior_predictive" in idata.children and "observed_data" in idata.children:
         ppc, disc, cov = _ppc(idata, ppc_prob)
@@ -565,7 +660,8 @@ def diagnose(
     else:
         checks.append(
             Check("pareto_k", "PSIS-LOO", np.nan, "-", True, "info",
-                  "no log_likelihood group (pointwise_draws=0): not computed")
+                  "no log_likelihood group (pointwise_draws=0, or a variational fit of "
+                  "a large V): not computed")
         )  # fmt: skip
 
     failed = [c for c in checks if not c.passed and c.severity != "info"]

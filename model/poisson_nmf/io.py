@@ -186,7 +186,8 @@ def save_fit(idata: xr.DataTree, path: str | Path, *, comparison: Any = None) ->
         )
     tree = xr.DataTree.from_dict(groups)
     tree.attrs = {
-        **idata.attrs,
+        # netCDF has no boolean attributes (attrs["approximate"]): stored as 0 / 1
+        **{k: int(v) if isinstance(v, bool) else v for k, v in idata.attrs.items()},
         "format": FIT_FORMAT,
         "format_version": FIT_FORMAT_VERSION,
         "model": MODEL_TAG,
@@ -256,6 +257,8 @@ def load_fit(path: str | Path) -> xr.DataTree:
         )
     if "posterior" not in tree.children:
         raise FitFormatError(f"{str(p)!r} has no posterior group; it is not a complete fit")
+    if "approximate" in attrs:
+        attrs["approximate"] = bool(attrs["approximate"])
     try:
         json.loads(attrs["settings"])
     except (KeyError, TypeError, json.JSONDecodeError):

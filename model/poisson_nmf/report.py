@@ -63,12 +63,24 @@ FIGURES: dict[str, str] = {
     "pareto_k.png": "PSIS-LOO Pareto k of each observed entry (row-major order: entry "
     "i is row i // N, column i % N); above the line at 0.7 the leave-one-out estimate for "
     "that entry is unreliable.",
+    "elbo.png": "Variational fit: the ELBO of the kept restart along its iterations "
+    "(coordinate ascent: it never decreases), and every restart's final ELBO.",
     "map_vs_kl.png": "MAP versus KL-NMF from the same start. Left: the objective along the "
     "iterations of each method, above the better of the two final objectives. Middle and "
     "right: the factors of the two fits, normalised and matched; on the diagonal when both "
     "reach the same optimum.",
 }
 _DPI = 90
+_VI_TEXT = (
+    "This is a variational fit (method='vi'): independent draws from a mean-field "
+    "approximation q(W) q(H), not Markov chains, so R-hat, ESS, divergences and E-BFMI do "
+    "not apply. Its own check is PSIS k-hat of q against the exact posterior (Yao et al. "
+    "2018): above 0.7 the intervals below are not posterior intervals. Mean-field leaves "
+    "out the dependence of W and H (the scale of each component, the exchange of mass "
+    "between components), so its intervals are too narrow, most for the entries that "
+    "move with others; use method='nuts' for intervals to report. Restarts that end "
+    "apart mean several posterior modes, of which q describes one."
+)
 _N_WORST = 4
 
 
@@ -117,6 +129,27 @@ def _fig_convergence(diag: Diagnosis, path: Path) -> None:
         ax.set_ylabel("share of entries <= x")
         ax.set_ylim(0, 1.02)
     axes[0].legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def _fig_elbo(idata: xr.DataTree, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    vi = json.loads(idata.attrs["vi"])
+    trace = np.asarray(vi["elbo_trace"], dtype=float)
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.2))
+    it = np.arange(trace.size)
+    a.plot(it[1:], trace[1:], color="#4c72b0")  # the random start is far below
+    a.set_xlabel("iteration")
+    a.set_ylabel("ELBO")
+    a.set_title(f"kept restart: {vi['n_iter']} iterations", fontsize=10)
+    finals = [r["elbo"] for r in vi["restarts"]]
+    b.plot(range(len(finals)), finals, "o", color="#dd8452")
+    b.set_xlabel("restart")
+    b.set_ylabel("final ELBO")
+    b.set_xticks(range(len(finals)))
+    b.set_title(f"restarts (spread {vi['restart_elbo_spread']:.1f})", fontsize=10)
     fig.tight_layout()
     _save(fig, path)
 
@@ -407,6 +440,13 @@ def _content(
         f"{st.get('tune', '?')} tuning steps; start {st.get('init', '?')}, "
         f"seed {st.get('random_seed')}"
     )
+    if idata.attrs.get("approximate", False) and "vi" in idata.attrs:
+        vi = json.loads(idata.attrs["vi"])
+        sampler = (
+            f"mean-field VI: {len(vi['restarts'])} restarts, the best ELBO "
+            f"{_num(vi['elbo'], 8)} after {vi['n_iter']} iterations; {diag.n_draws} "
+            f"independent draws from q; seed {st.get('random_seed')}"
+        )
     norm = idata.attrs.get("normalize", st.get("normalize", "W"))
     norm_text = (
         "W: the columns of W sum to one, H carries the scale"
@@ -447,32 +487,37 @@ def _content(
             rows=[[c.label, _num(c.value), c.threshold, _status(c), c.detail] for c in diag.checks],
         )
     )
-    B.append(_Block("p", "Modes: " + str(ModeReport(**diag.modes)) + "."))
+    approximate = bool(idata.attrs.get("approximate", False))
+    if approximate:
+        B.append(_Block("p", _VI_TEXT))
+    else:
+        B.append(_Block("p", "Modes: " + str(ModeReport(**diag.modes)) + "."))
     if diag.ebfmi:
         B.append(
             _Block("p", "E-BFMI per chain: " + ", ".join(_num(v, 3) for v in diag.ebfmi) + ".")
         )
-    worst = diag.worst_entries(8)
-    B.append(_Block("p", "The entries with the largest R-hat:"))
-    B.append(
-        _Block(
-            "table",
-            header=["entry", "mean", "sd", "R-hat", "ESS bulk", "ESS tail", "MCSE mean"],
-            rows=[
-                [
-                    entry_label(e),
-                    _num(e["mean"]),
-                    _num(e["sd"]),
-                    _num(e["r_hat"]),
-                    _int(e["ess_bulk"]),
-                    _int(e["ess_tail"]),
-                    _num(e["mcse_mean"], 2),
-                ]
-                for _, e in worst.iterrows()
-            ],
+    if not approximate:  # R-hat and ESS describe Markov chains
+        worst = diag.worst_entries(8)
+        B.append(_Block("p", "The entries with the largest R-hat:"))
+        B.append(
+            _Block(
+                "table",
+                header=["entry", "mean", "sd", "R-hat", "ESS bulk", "ESS tail", "MCSE mean"],
+                rows=[
+                    [
+                        entry_label(e),
+                        _num(e["mean"]),
+                        _num(e["sd"]),
+                        _num(e["r_hat"]),
+                        _int(e["ess_bulk"]),
+                        _int(e["ess_tail"]),
+                        _num(e["mcse_mean"], 2),
+                    ]
+                    for _, e in worst.iterrows()
+                ],
+            )
         )
-    )
-    for f in ("convergence.png", "rank_worst.png", "trace_worst.png", "energy.png"):
+    for f in ("convergence.png", "rank_worst.png", "trace_worst.png", "energy.png", "elbo.png"):
         if f in figures:
             B.append(_Block("fig", f, items=[figures[f]]))
 
@@ -847,11 +892,15 @@ def write_report(
         figures[name] = FIGURES[name]
         return result
 
-    fig("convergence.png", lambda: _fig_convergence(diag, fig_dir / "convergence.png"))
-    step("rank_worst.png")
-    _fig_worst(post, diag, fig_dir / "rank_worst.png", fig_dir / "trace_worst.png")
-    figures["rank_worst.png"] = FIGURES["rank_worst.png"]
-    figures["trace_worst.png"] = FIGURES["trace_worst.png"]
+    if idata.attrs.get("approximate", False):  # independent draws: no chains to plot
+        if "vi" in idata.attrs:
+            fig("elbo.png", lambda: _fig_elbo(idata, fig_dir / "elbo.png"))
+    else:
+        fig("convergence.png", lambda: _fig_convergence(diag, fig_dir / "convergence.png"))
+        step("rank_worst.png")
+        _fig_worst(post, diag, fig_dir / "rank_worst.png", fig_dir / "trace_worst.png")
+        figures["rank_worst.png"] = FIGURES["rank_worst.png"]
+        figures["trace_worst.png"] = FIGURES["trace_worst.png"]
     if "sample_stats" in idata.children and "energy" in idata["sample_stats"]:
         ss = idata["sample_stats"].to_dataset()
         fig("energy.png", lambda: _fig_energy(ss, fig_dir / "energy.png"))

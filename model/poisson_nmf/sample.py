@@ -1477,6 +1477,7 @@ def sample_posterior(
     n_components: int,
     *,
     priors: GammaPriors = _DEFAULT_PRIORS,
+    method: Literal["nuts", "vi"] = "nuts",
     draws: int = 1000,
     tune: int = 1000,
     chains: int = 4,
@@ -1505,6 +1506,13 @@ def sample_posterior(
     priors : GammaPriors
         Gamma priors on W and H (flat priors give an improper posterior and are
         refused).
+    method : {"nuts", "vi"}
+        ``"nuts"``: exact draws (everything below). ``"vi"``: draws from a mean-field
+        variational approximation (:func:`poisson_nmf.sample_vi`, which takes its own
+        settings: ``restarts``, ``max_iter``, ``tol``, ``psis_draws``); it uses
+        ``priors``, ``draws`` (default: 1000 or fewer, see there), ``random_seed``,
+        ``normalize``, ``mask`` and ``pointwise_draws``, and refuses any argument that
+        only means something for NUTS when it is set.
     draws, tune, chains : int
         Draws kept and tuning steps per chain, and the number of chains.
     cores : int, optional
@@ -1587,6 +1595,11 @@ def sample_posterior(
     MultipleModesWarning
         When the chains sit in more than one mode (see :func:`detect_modes`).
     """
+    if method != "nuts":
+        args = dict(locals())  # the arguments alone: first thing in the function
+        from .vi import _from_sample_posterior
+
+        return _from_sample_posterior(args)
     t_start = time.perf_counter()
     counts = as_counts(V, mask=mask)
     K = check_n_components(n_components, counts)

@@ -1,0 +1,279 @@
+"""Tests of the variational engine (poisson_nmf.vi) and its place in the pipeline."""
+
+import json
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from scipy import stats
+from scipy.special import digamma, gammaln
+
+import poisson_nmf as pnmf
+from poisson_nmf.vi import VIFit, _cavi, _init, _Problem, sample_vi
+from tests.conftest import named_rng
+
+PRIORS = pnmf.GammaPriors(w_shape=1.0, w_rate=1.0, h_shape=1.0, h_rate=0.5)
+FAST = {"draws": 50, "restarts": 2, "psis_draws": 30, "pointwise_draws": 40}
+
+
+def small_counts(name: str, F: int = 20, N: int = 15, K: int = 2) -> np.ndarray:
+    rng = named_rng(name)
+    return rng.poisson(rng.gamma(1.0, 1.0, (F, K)) @ rng.gamma(1.0, 2.0, (K, N)))
+
+
+def elbo_dense(V: np.ndarray, observed: np.ndarray, fit: VIFit, priors: pnmf.GammaPriors) -> float:
+    """The augmented ELBO by brute force over every entry (slow, obvious reference).
+
+    Prior terms E_q[log p] from the Gamma moments, entropies from scipy; the likelihood
+    bound sum_obs [v log sum_k exp(E log w + E log h) - log v! - sum_k E[w] E[h]].
+    """
+    F, N = V.shape
+    K = fit.alpha_w.shape[1]
+    aw, bw, ah, bh = priors.arrays(F, N, K)
+    total = 0.0
+    for alpha, beta, a, b in ((fit.alpha_w, fit.beta_w, aw, bw), (fit.alpha_h, fit.beta_h, ah, bh)):
+        elog = digamma(alpha) - np.log(beta)
+        total += np.sum(a * np.log(b) - gammaln(a) + (a - 1) * elog - b * alpha / beta)
+        total += np.sum(stats.gamma(alpha, scale=1.0 / beta).entropy())
+    elw = digamma(fit.alpha_w) - np.log(fit.beta_w)
+    elh = digamma(fit.alpha_h) - np.log(fit.beta_h)
+    log_lm = np.log(np.exp(elw[:, :, None] + elh[None, :, :]).sum(axis=1))  # (F, N)
+    lik = V * log_lm - gammaln(V + 1.0) - fit.mean_w @ fit.mean_h
+    return float(total + np.where(observed, lik, 0.0).sum())
+
+
+def run_cavi(V, K, mask=None, priors=PRIORS, max_iter=200, seed=0):
+    counts = pnmf.as_counts(V, mask=mask)
+    prob = _Problem.build(counts, K, priors)
+    return _cavi(prob, _init(prob, np.random.default_rng(seed)), max_iter, 1e-12)
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_elbo_exact_and_never_decreases(masked):
+    V = small_counts("test_elbo_exact_and_never_decreases")
+    rng = named_rng("mask")
+    mask = rng.random(V.shape) < 0.15 if masked else None
+    fit = run_cavi(V, 3, mask=mask)
+    trace = fit.elbo_trace
+    # coordinate ascent: every step is the exact maximum over one block. A float64 sum
+    # of ~300 terms of size ~1e3 rounds at ~1e-13 relative; 1e-12 leaves a margin
+    assert np.all(np.diff(trace) >= -1e-12 * np.abs(trace[1:]))
+    assert trace[-1] > trace[0] + 100  # it did climb
+    observed = np.ones(V.shape, bool) if mask is None else ~mask
+    # the kernel's ELBO (sums of E[w] E[h] less the masked entries) equals brute force
+    np.testing.assert_allclose(fit.elbo, elbo_dense(V, observed, fit, PRIORS), rtol=1e-11)
+
+
+def test_mask_leaves_masked_entries_out():
+    V = small_counts("test_mask_leaves_masked_entries_out")
+    mask = np.zeros(V.shape, bool)
+    mask[[0, 3, 7], [2, 5, 1]] = True
+    W = V.copy()
+    W[mask] = 10_000  # any value under the mask: not seen
+    a, b = run_cavi(V, 2, mask=mask, max_iter=50), run_cavi(W, 2, mask=mask, max_iter=50)
+    np.testing.assert_array_equal(a.elbo_trace, b.elbo_trace)
+    assert not np.allclose(a.elbo, run_cavi(V, 2, max_iter=50).elbo)
+
+
+def test_conjugate_q_of_w_with_h_pinned():
+    """K = 1, H pinned by a very tight prior: q(W) is the exact Gamma posterior.
+
+    With K = 1 every count goes to the one component (phi = 1), so the update of q(w_f)
+    is alpha = a_w + sum_n v_fn, beta = b_w + sum_n E[h_n]: the exact conditional
+    posterior Gamma(a_w + sum_n v_fn, b_w + sum_n h_n) once E[h] = h. H gets the prior
+    Gamma(c h_n, c), c = 1e8 (as in test_calibration's conjugate check): E_q[h_n] is
+    within ~1e-6 relative of h_n (the data add ~10 counts to a shape of ~1e7), so the
+    rate matches to ~1e-6 and the shape exactly.
+    """
+    rng = named_rng("test_conjugate_q_of_w_with_h_pinned")
+    F, N, c = 6, 8, 1e8
+    a_w, b_w = 2.0, 0.1
+    h = rng.gamma(2.0, 1.0, N)
+    h /= h.sum()
+    w = rng.gamma(a_w, 1.0 / b_w, F)
+    V = rng.poisson(np.outer(w, h))
+    priors = pnmf.GammaPriors(w_shape=a_w, w_rate=b_w, h_shape=c * h[None, :], h_rate=c)
+    tree = sample_vi(V, 1, priors=priors, random_seed=1, **FAST)
+    q = tree["variational"]
+    np.testing.assert_allclose(q["H_shape"] / q["H_rate"], h[None, :], rtol=1e-5)
+    np.testing.assert_allclose(q["W_shape"].values[:, 0], a_w + V.sum(axis=1), rtol=1e-12)
+    np.testing.assert_allclose(q["W_rate"].values[:, 0], b_w + h.sum(), rtol=1e-5)
+    assert json.loads(tree.attrs["vi"])["converged"]
+
+
+def test_sparse_equals_dense():
+    V = small_counts("test_sparse_equals_dense", 30, 20)
+    V[:, :5] = 0  # sparse-ish
+    a = sample_vi(V, 2, random_seed=3, **FAST)
+    b = sample_vi(sp.csr_array(V), 2, random_seed=3, **FAST)
+    for g in ("posterior", "variational"):
+        for v in a[g].data_vars:
+            np.testing.assert_allclose(a[g][v].values, b[g][v].values, rtol=1e-10)
+    assert json.loads(a.attrs["vi"])["elbo"] == pytest.approx(json.loads(b.attrs["vi"])["elbo"])
+
+
+def test_reproducible_with_a_seed():
+    V = small_counts("test_reproducible_with_a_seed")
+    a, b = (sample_vi(V, 2, random_seed=5, **FAST) for _ in range(2))
+    c = sample_vi(V, 2, random_seed=6, **FAST)
+    np.testing.assert_array_equal(a["posterior"]["W"].values, b["posterior"]["W"].values)
+    np.testing.assert_array_equal(
+        a["posterior_predictive"]["V"].values, b["posterior_predictive"]["V"].values
+    )
+    assert json.loads(a.attrs["vi"])["psis"] == json.loads(b.attrs["vi"])["psis"]
+    assert not np.array_equal(a["posterior"]["W"].values, c["posterior"]["W"].values)
+
+
+def test_tree_layout_and_sample_posterior_dispatch():
+    V = small_counts("test_tree_layout_and_sample_posterior_dispatch")
+    tree = pnmf.sample_posterior(V, 2, method="vi", draws=50, random_seed=2, pointwise_draws=40)
+    assert tree.attrs["method"] == "vi" and tree.attrs["approximate"] is True
+    W, H = tree["posterior"]["W"], tree["posterior"]["H"]
+    assert W.dims == ("chain", "draw", "row", "component") and W.shape == (1, 50, 20, 2)
+    assert H.dims == ("chain", "draw", "component", "column")
+    np.testing.assert_allclose(W.sum("row"), 1.0, rtol=1e-5)  # normalize="W", float32
+    assert tree["log_likelihood"]["V"].shape == (1, 40, 20, 15)
+    same = sample_vi(V, 2, draws=50, random_seed=2, pointwise_draws=40)
+    np.testing.assert_array_equal(W.values, same["posterior"]["W"].values)
+    vi = json.loads(tree.attrs["vi"])
+    assert len(vi["restarts"]) == 3 and vi["psis"]["n_draws"] == 100
+    assert len(vi["elbo_trace"]) == vi["n_iter"] + 1
+
+
+def test_default_draws_bounded_by_memory():
+    from poisson_nmf.vi import _default_draws
+
+    assert _default_draws(300, 64, 6) == 1000
+    # 5000 x 2000, K = 20: 560 kB a draw in float32, 256 MB of them
+    assert _default_draws(5000, 2000, 20) == 479
+
+
+def test_diagnose_on_an_approximation():
+    V = small_counts("test_diagnose_on_an_approximation")
+    tree = sample_vi(V, 2, random_seed=0, draws=100, psis_draws=50, pointwise_draws=100)
+    d = pnmf.diagnose(tree)
+    for name in ("r_hat", "ess_bulk", "ess_tail", "mcse", "divergences", "ebfmi"):
+        assert d.check(name).severity == "info"
+    k = d.check("vi_khat")
+    assert k.value == pytest.approx(json.loads(tree.attrs["vi"])["psis"]["khat"])
+    assert d.check("ppc_coverage").severity == "warn"  # the predictive checks count
+    assert d.verdict != "fail"  # nothing in a VI fit can fail a sampling check
+
+
+def test_bad_settings_refused():
+    V = small_counts("test_bad_settings_refused")
+    for kw, match in (
+        ({"draws": 0}, "draws must be a positive integer"),
+        ({"restarts": 0}, "restarts must be a positive integer"),
+        ({"max_iter": 1.5}, "max_iter must be a positive integer"),
+        ({"tol": 2.0}, "tol must be a number in"),
+        ({"psis_draws": -1}, "psis_draws must be 0"),
+        ({"psis_draws": 5}, "psis_draws must be 0"),
+        ({"pointwise_draws": -2}, "pointwise_draws must be None"),
+        ({"priors": None}, "improper posterior"),
+        ({"normalize": "X"}, "normalize must be"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            sample_vi(V, 2, **kw)
+    with pytest.raises(ValueError, match="chains, tune: only for NUTS"):
+        pnmf.sample_posterior(V, 2, method="vi", tune=10, chains=2)
+    with pytest.raises(ValueError, match="nuts_kwargs: only for NUTS"):
+        pnmf.sample_posterior(V, 2, method="vi", nuts_kwargs={"target_accept": 0.9})
+    with pytest.raises(ValueError, match="method must be 'nuts' or 'vi'"):
+        pnmf.sample_posterior(V, 2, method="advi")
+
+
+def test_cli_fit_method_vi(tmp_path, capsys):
+    from poisson_nmf.cli import main
+
+    path = tmp_path / "V.npy"
+    np.save(path, small_counts("test_cli_fit_method_vi", 30, 12))
+    out = tmp_path / "fit"
+    args = ["fit", str(path), "-k", "2", "--method", "vi", "--out", str(out)]
+    assert main([*args, "--draws", "100", "--pointwise-draws", "0"]) == 0  # figures: cheap
+    text = capsys.readouterr().out
+    assert "PSIS k-hat of q against the exact posterior" in text
+    fit = pnmf.load_fit(out / "fit.nc")
+    assert fit.attrs["method"] == "vi" and fit.attrs["approximate"] is True
+    assert fit["posterior"].sizes["draw"] == 100
+    assert (out / "figures" / "elbo.png").is_file()
+    assert not (out / "figures" / "convergence.png").exists()
+    assert "variational fit" in (out / "report.md").read_text()
+    assert main([*args, "--tune", "10"]) == 2
+    assert "tune: only for NUTS" in capsys.readouterr().err
+
+
+def _bench(name: str):
+    import runpy
+    from pathlib import Path
+
+    return runpy.run_path(str(Path(__file__).parents[1] / "benchmarks" / name), run_name="bench")
+
+
+def test_scale_benchmark_runs_quick(capsys):
+    assert _bench("scale.py")["main"](["--quick"]) == 0
+    res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert res["converged"] and res["peak_rss_mb"] > 0 and res["verdict"] in ("ok", "warn")
+
+
+def test_vi_vs_nuts_benchmark_runs_quick(capsys):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", pnmf.ZeroRowsColumnsWarning)
+        assert _bench("vi_vs_nuts.py")["main"](["--quick"]) == 0
+    res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert 0 < res["W_sd_ratio_q10_50_90"][1] < 5 and 0 <= res["H_in_vi90_mean_min"][0] <= 1
+
+
+@pytest.mark.slow
+def test_vi_vs_advi_benchmark_runs_quick(capsys):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert _bench("vi_vs_advi.py")["main"](["--quick"]) == 0
+    res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert res["ours_last"]["elbo_mc"] > res["advi_best"]["elbo_mc"] - 5 * res["advi_best"]["se"]
+
+
+def test_predictive_at_a_subsample_of_entries_when_large(monkeypatch):
+    """Past the value budget the predictive draws cover a random subsample of entries.
+
+    The budget is lowered so that a 20 x 15 V is "large": 50 draws x 40 entries.
+    """
+    import poisson_nmf.vi as vi
+
+    monkeypatch.setattr(vi, "_POINTWISE_VALUES", 2000)
+    V = small_counts("test_predictive_at_a_subsample_of_entries_when_large")
+    mask = np.zeros(V.shape, bool)
+    mask[:, 0] = True  # column 0 missing: never in the subsample
+    tree = sample_vi(V, 2, mask=mask, draws=50, pointwise_draws=50, random_seed=0,
+                     psis_draws=25)  # fmt: skip
+    assert "log_likelihood" not in tree.children
+    pp = tree["posterior_predictive"]["V"]
+    assert pp.dims == ("chain", "draw", "entry") and pp.shape == (1, 50, 40)
+    rows, cols = pp["row"].values, pp["column"].values
+    assert (cols != 0).all() and len(set(zip(rows, cols, strict=True))) == 40
+    assert "subsample of 40" in json.loads(tree.attrs["vi"])["pointwise"]
+    d = pnmf.diagnose(tree)
+    assert d.ppc["n_entries"] == 40 and d.check("pareto_k").severity == "info"
+    # the rates at the entries, as diagnose computes them, equal (WH)[row, col]
+    from poisson_nmf.diagnostics import _rates
+
+    post = tree["posterior"].to_dataset()
+    lam = _rates(post, 0, np.array([0, 1]), ("entry",), pp)
+    W, H = (post[v].values[0, :2].astype(np.float64) for v in ("W", "H"))
+    np.testing.assert_allclose(lam, (W @ H)[:, rows, cols], rtol=1e-6)  # float32 draws
+
+
+def test_same_result_in_one_thread_or_several(monkeypatch):
+    import poisson_nmf.vi as vi
+
+    V = small_counts("test_same_result_in_one_thread_or_several", 40, 30)
+    many = run_cavi(V, 3, max_iter=30)
+    monkeypatch.setattr(vi.os, "cpu_count", lambda: 1)
+    one = run_cavi(V, 3, max_iter=30)
+    assert vi._row_blocks(vi._Problem.build(pnmf.as_counts(V), 3, PRIORS)).size == 9  # 8 blocks
+    np.testing.assert_array_equal(many.elbo_trace, one.elbo_trace)
+    np.testing.assert_array_equal(many.alpha_h, one.alpha_h)
