@@ -16,7 +16,7 @@ from typing import Any
 from .data import Counts, ZeroRowsColumnsWarning, as_counts, check_n_components
 from .datasets import load_digits
 from .divergence import kl_divergence, loglik_constant, poisson_loglik
-from .kl import ConvergenceWarning, KLResult, initial_factors, kl_nmf
+from .kl import ConvergenceWarning, KLResult, TrappedZerosWarning, initial_factors, kl_nmf
 from .priors import GammaPriors
 
 __version__ = "0.1.0"
@@ -59,6 +59,7 @@ __all__ = [
     "Counts",
     "GammaPriors",
     "KLResult",
+    "TrappedZerosWarning",
     "ZeroRowsColumnsWarning",
     "__version__",
     "as_counts",

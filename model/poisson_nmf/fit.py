@@ -83,7 +83,19 @@ from pymc.model.transform.conditioning import remove_value_transforms
 
 from .data import Counts, as_counts, check_n_components
 from .divergence import kl_divergence, loglik_constant
-from .kl import _BETA0, _ETA, _GAMMA, _GAMMA_MAX, ConvergenceWarning, _check_init, initial_factors
+from .kl import (
+    _BETA0,
+    _ETA,
+    _GAMMA,
+    _GAMMA_MAX,
+    ConvergenceWarning,
+    TrappedZerosWarning,
+    _check_init,
+    _dead,
+    _untrap_start,
+    _worst_column,
+    initial_factors,
+)
 from .model import build_model
 from .priors import GammaPriors
 
@@ -361,6 +373,11 @@ class _MAPProblem:
                 aw, _, ah, _ = self.priors.arrays(F, N, K)
                 am1_w, am1_h = aw - 1.0, ah - 1.0
             W, H = _check_init(init, counts, K, am1_w, am1_h)
+            # entries at 0 are floored below, which the Newton steps leave; a dead
+            # component (zero column of W or row of H) is a saddle point they do not
+            W, H, msg = _untrap_start(counts, W, H, "cd", am1_w, am1_h)
+            if msg is not None:
+                warnings.warn(msg, TrappedZerosWarning, stacklevel=3)
         return self.floored(W, H)
 
     def floored(self, W: np.ndarray, H: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -430,6 +447,15 @@ class _MAPProblem:
                 stacklevel=3,
             )
         W, H = best_W, best_H
+        dead = np.flatnonzero(_dead(W, H, lo * (1.0 + 1e-6)))
+        if warn and dead.size and _worst_column(self.counts, W, H) is not None:
+            warnings.warn(
+                f"fit_map ended with dead component(s) {dead.tolist()} (a column of W or "
+                "row of H at the floor) although a component there could raise the "
+                "log-density: try another start or a smaller K",
+                TrappedZerosWarning,
+                stacklevel=3,
+            )
         objective = kl_divergence(self.counts, (W, H))
         if self.priors is not None:
             objective += self.priors.penalty(W, H)
@@ -510,6 +536,9 @@ def fit_map(
     init : tuple (W0, H0), optional
         Starting point; default a seeded random start
         (:func:`poisson_nmf.kl.initial_factors`, the same as :func:`kl_nmf` uses).
+        A dead component in it (a zero column of W0 or row of H0, a saddle point that
+        no Newton step leaves) is restarted as in :func:`kl_nmf`, with a
+        :class:`~poisson_nmf.kl.TrappedZerosWarning`.
     mask : array_like of bool, shape (F, N), optional
         ``True`` marks missing entries.
     max_iter : int
@@ -533,6 +562,14 @@ def fit_map(
     Returns
     -------
     MAPResult
+
+    Warns
+    -----
+    TrappedZerosWarning
+        When ``init`` has a dead component (restarted), or when the fit ends with one
+        while some count exceeds its rate (and ``warn``).
+    ConvergenceWarning
+        When ``max_iter`` is reached (and ``warn``).
     """
     t0 = time.perf_counter()
     counts: Counts = as_counts(V, mask=mask)
