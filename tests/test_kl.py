@@ -361,8 +361,70 @@ def test_benchmark_script_runs_quick(capsys):
 
     path = Path(__file__).parents[1] / "benchmarks" / "kl_vs_sklearn.py"
     bench = runpy.run_path(str(path), run_name="benchmark")
-    results = bench["main"](["--quick", "--starts", "1"])
+    results = bench["main"](["--quick", "--starts", "1", "--threads", "1"])
     out = capsys.readouterr().out
-    assert out.rstrip().splitlines()[-1].startswith("sparse start 0:")
+    assert out.rstrip().splitlines()[-1].startswith("sparse nndsvda threads 1 (load ")
     for rows in results.values():
-        assert all(r.full_obj <= r.sk_obj for r in rows)
+        assert [r.kind for r in rows] == ["initial_factors", "uniform", "nndsvda"]
+        assert all(r.full_obj <= r.sk_obj and r.reach_iter > 0 for r in rows)
+
+
+@pytest.fixture
+def parallel_always(monkeypatch):
+    """Run the parallel sweep whatever the size (small inputs keep the tests cheap)."""
+    monkeypatch.setattr("poisson_nmf.kl._PARALLEL_MIN_WORK", 0)
+
+
+@pytest.mark.parametrize("priors", [None, PRIORS], ids=["plain", "penalised"])
+def test_one_sweep_is_the_same_on_1_and_2_threads_and_dense_and_sparse(priors, parallel_always):
+    from poisson_nmf.kl import _layout, _Solver
+
+    rng = named_rng("test_one_sweep_is_the_same_on_1_and_2_threads")
+    V = poisson_lowrank(rng, F=70, N=50, K=4, scale=0.7)
+    mask = rng.random(V.shape) < 0.1
+    W0, H0 = initial_factors(V, 4, random_seed=0)
+    out = {}
+    for name, Vx in (("dense", V), ("sparse", sp.csr_array(V))):
+        counts = pnmf.as_counts(Vx, mask=mask)
+        solver = _Solver(counts, _layout(counts), priors, 4, "cd")
+        for threads in (1, 2):
+            W, Ht = W0.copy(), np.ascontiguousarray(H0.T)
+            J = solver.step(W, Ht, threads)
+            out[name, threads] = (J, W, Ht)
+    J1, W1, H1 = out["dense", 1]
+    # the rows are independent and their terms summed in a fixed order: bit for bit
+    for key in (("dense", 2), ("sparse", 1), ("sparse", 2)):
+        J, W, Ht = out[key]
+        assert J == J1
+        np.testing.assert_array_equal(W, W1)
+        np.testing.assert_array_equal(Ht, H1)
+    assert J1 == pytest.approx(objective(V, W1, H1.T, priors, mask), rel=1e-12)
+    assert J1 < objective(V, W0, H0, priors, mask)
+
+
+def test_fits_on_1_and_2_threads_and_from_python_threads_agree(parallel_always):
+    from concurrent.futures import ThreadPoolExecutor
+
+    rng = named_rng("test_fits_on_1_and_2_threads_agree")
+    V = poisson_lowrank(rng, F=60, N=45, K=3)
+    serial = fit(V, 3, random_seed=4, n_jobs=1, max_iter=300)
+    parallel = fit(V, 3, random_seed=4, n_jobs=2, max_iter=300)
+    np.testing.assert_array_equal(parallel.history, serial.history)
+    np.testing.assert_array_equal(parallel.W, serial.W)
+    # parallel sweeps launched from several Python threads at once (restarts, the
+    # sampler's MAP start, an executor) give the same fits
+    with ThreadPoolExecutor(3) as ex:
+        fits = list(ex.map(lambda _: fit(V, 3, random_seed=4, n_jobs=2, max_iter=300), range(3)))
+    for f in fits:
+        np.testing.assert_array_equal(f.W, serial.W)
+    best = [fit(V, 3, n_restarts=3, random_seed=4, n_jobs=n, max_iter=300) for n in (1, 2)]
+    assert best[0].objective == best[1].objective
+
+
+@pytest.mark.parametrize(
+    ("n_jobs", "exc", "match"),
+    [(0, ValueError, "n_jobs must be None, -1 or a positive"), (1.5, TypeError, "n_jobs must be")],
+)
+def test_bad_n_jobs(n_jobs, exc, match):
+    with pytest.raises(exc, match=match):
+        kl_nmf(V_SMALL, 1, n_jobs=n_jobs)

@@ -113,8 +113,14 @@ _TINY = 1e-300
 _FASTMATH = {"reassoc", "contract"}
 # extrapolation of the CD iterates (Ang & Gillis 2019): initial, growth, cap growth, decay
 _BETA0, _GAMMA, _GAMMA_MAX, _ETA = 0.5, 1.1, 1.02, 2.0
-# Newton steps per coordinate and sweep (each costs one pass over the row's non-zeros)
-_N_NEWTON = 3
+# Newton steps per coordinate and sweep (each costs one pass over the row's non-zeros).
+# One: to scikit-learn's objective, 1 step per sweep cost 0.62x (digits K = 20), 0.81x
+# (sparse 5000 x 3000, K = 20), 0.87x (digits K = 5) and 1.0x (digits K = 10) the CPU
+# time of 3 steps per sweep (median over 6 starts; benchmarks/README.md)
+_N_NEWTON = 1
+# a half-sweep runs on several threads from this much work on (non-zeros x K); below it
+# the threads' start-up and synchronisation cost more than they save
+_PARALLEL_MIN_WORK = 1 << 17
 # a zero of a start that multiplicative updates could never leave starts at this
 # fraction of its factor's mean positive entry (1e-6 left the handed 6 x 8 case
 # unconverged after 1000 iterations; 1e-2 reaches coordinate descent's optimum)
@@ -493,7 +499,12 @@ def _cd_half_parallel(
     bounds: np.ndarray,
     out: np.ndarray,
 ) -> None:
-    """:func:`_cd_entities` on the chunks ``bounds[c]:bounds[c + 1]``, in Numba's threads."""
+    """:func:`_cd_entities` on the chunks ``bounds[c]:bounds[c + 1]``, in Numba's threads.
+
+    Called with a parallel chunk size of 1, the chunks are handed out one at a time
+    (dynamic scheduling), so a thread that the operating system holds back delays the
+    sweep by about one chunk, not by half of it.
+    """
     for c in numba.prange(bounds.size - 1):
         _cd_entities(
             bounds[c],
@@ -542,6 +553,7 @@ def _chunks(indptr: np.ndarray, n: int) -> np.ndarray:
 # threading layers, not with "workqueue": there, one launch at a time holds this lock
 # and the others run the serial kernel (same results).
 _THREADSAFE_LAYERS = ("tbb", "omp")
+_CHUNKS_PER_THREAD = 8
 _LAUNCH_LOCK = threading.Lock()
 
 
@@ -600,12 +612,16 @@ class _Solver:
         lay, nn = self.layout, _N_NEWTON
         sweep: Any = _cd_half_serial  # a numba dispatcher, untyped for mypy
         locked = False
+        if threads > 1 and self.counts.nz_values.size * W.shape[1] < _PARALLEL_MIN_WORK:
+            threads = 1
         if threads > 1 and (_layer_is_threadsafe() or (locked := _LAUNCH_LOCK.acquire(False))):
             sweep = _cd_half_parallel
+        chunksize = numba.set_parallel_chunksize(1) if sweep is _cd_half_parallel else None
         try:
             bounds = self._bounds.get(threads)
             if bounds is None:
-                bounds = (_chunks(lay.by_row[0], threads), _chunks(lay.by_col[0], threads))
+                n = _CHUNKS_PER_THREAD * threads
+                bounds = (_chunks(lay.by_row[0], n), _chunks(lay.by_col[0], n))
                 self._bounds[threads] = bounds
             out_w, out_h = np.empty(W.shape[0]), np.empty(Ht.shape[0])
             prior_w, prior_h = (self.am1_w, self.b_w), (self.am1_h, self.b_h)
@@ -614,6 +630,8 @@ class _Solver:
             ysum = W.sum(axis=0)
             sweep(Ht, W, ysum, *lay.by_col, *lay.miss_by_col, *prior_h, nn, True, bounds[1], out_h)
         finally:
+            if chunksize is not None:
+                numba.set_parallel_chunksize(chunksize)
             if locked:
                 _LAUNCH_LOCK.release()
         # per-entity terms summed in a fixed order: the same J on any number of threads
