@@ -40,6 +40,31 @@ or w = 0 with g' >= 0) does not move. Unlike multiplicative updates, a coordinat
 leaves 0 when its gradient is negative (no zero-lock). With shape a > 1 the log term
 keeps w > 0 (a step past 0 is replaced by halving w).
 
+Cost: each coordinate takes one Newton step per sweep. The pass over the row's
+non-zeros that applies the step (λ ← λ + Δw h) also computes, with the same division
+by λ, g' and g'' of the step just taken (for the chord test) and of the next coordinate,
+so a coordinate costs one pass, not one to evaluate and one per step.
+
+Threads (``n_jobs``): the rows of W are independent given H (and the columns of H given
+W), so each half-sweep is split into runs of rows of about equal work that Numba
+threads take one at a time. Every row's update and objective term depend on that row
+alone, and the terms are summed in row order afterwards: every step, accept/reject and
+stopping decision, hence the fit, is the same bit for bit on any number of threads.
+The "tbb" and "omp" threading layers are safe to launch from several Python threads at
+once (restarts run in threads); under "workqueue" one launch at a time runs in parallel
+and the others run the serial kernel.
+
+Zeros that trap a method. A *dead component* (a zero column of W and the matching row
+of H) is a saddle point where every gradient on it is 0: no method leaves it. A start
+that has one is repaired (with a :class:`TrappedZerosWarning`): coordinate descent
+restarts it with W[:, k] = 0 and H[:, k] zero except, at the column of the most
+under-fitted count (largest KL term with v > λ), the mean entry of H; WH is unchanged
+and the next sweep's gradient on W[f, k] is negative at that count's row. A component
+that dies during a fit (its column of W or row of H reaches 0) is restarted the same
+way when the fit converges, once per component; the next sweep is kept only if it
+lowers J (like an extrapolation). A dead component left at the end, while some count
+exceeds its rate, is reported with a :class:`TrappedZerosWarning`.
+
 Between sweeps the iterates are extrapolated (Ang & Gillis 2019):
 W^ = max(W_t + β (W_t - W_{t-1}), W_t / 2) (likewise H), and the next sweep starts
 from (W^, H^). If it ends above J(W_t, H_t), it is discarded (it still counts as an
@@ -61,7 +86,9 @@ prior terms of the majorisation-minimisation form (Cemgil 2009; Févotte & Cemgi
 with M the indicator of the observed entries (all ones without a mask). Each update
 minimises an auxiliary function, so J never increases either; it is the textbook
 baseline, slow to converge, and an entry at exactly 0 stays 0 (zero-lock), which is
-why starts are drawn strictly positive.
+why starts are drawn strictly positive; zeros in a given start become ``_FILL`` (1e-2)
+times their factor's mean positive entry, with a :class:`TrappedZerosWarning` (a dead
+component also gets the entry of H described above).
 
 Convergence: both methods stop when the decrease of J over one iteration is at most
 ``tol * max(|J|, 1)`` (a relative decrease; J is a sum of per-count terms, so 1 is the
@@ -885,7 +912,11 @@ def kl_nmf(
     init : tuple (W0, H0), optional
         Starting factors, shapes (F, K) and (K, N), finite and non-negative (strictly
         positive where a prior shape is > 1). ``None``: the seeded random start of
-        :func:`initial_factors`. Cannot be combined with ``n_restarts > 1``.
+        :func:`initial_factors`. Cannot be combined with ``n_restarts > 1``. Zeros that
+        ``method`` could never leave are replaced, with a :class:`TrappedZerosWarning`:
+        every zero for ``"mu"`` (1e-2 times the factor's mean positive entry), a dead
+        component (zero column of W0 and row of H0) for ``"cd"`` (see the module
+        docstring).
     n_restarts : int
         Number of random starts; the fit with the lowest objective is returned. Start
         0 is ``initial_factors(V, K, random_seed=random_seed)``; starts 1.. are drawn
@@ -927,12 +958,18 @@ def kl_nmf(
     ------
     ValueError
         For bad counts, K, priors with a shape < 1, ``init``, ``max_iter``, ``tol``,
-        ``n_restarts`` or ``method``.
+        ``n_restarts``, ``method`` or ``n_jobs``.
+    TypeError
+        For ``priors`` that are not :class:`GammaPriors`, or a non-integer ``n_jobs``.
 
     Warns
     -----
     ConvergenceWarning
         When the best start used up ``max_iter`` without converging.
+    TrappedZerosWarning
+        When ``init`` has zeros that ``method`` could never leave (they are replaced),
+        or when the best fit ends with a dead component although some count exceeds
+        its rate.
     """
     counts = as_counts(V, mask=mask)
     K = check_n_components(n_components, counts)
