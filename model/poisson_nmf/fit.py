@@ -91,9 +91,7 @@ from .kl import (
     ConvergenceWarning,
     TrappedZerosWarning,
     _check_init,
-    _dead,
     _untrap_start,
-    _worst_column,
     initial_factors,
 )
 from .model import build_model
@@ -447,15 +445,6 @@ class _MAPProblem:
                 stacklevel=3,
             )
         W, H = best_W, best_H
-        dead = np.flatnonzero(_dead(W, H, lo * (1.0 + 1e-6)))
-        if warn and dead.size and _worst_column(self.counts, W, H) is not None:
-            warnings.warn(
-                f"fit_map ended with dead component(s) {dead.tolist()} (a column of W or "
-                "row of H at the floor) although a component there could raise the "
-                "log-density: try another start or a smaller K",
-                TrappedZerosWarning,
-                stacklevel=3,
-            )
         objective = kl_divergence(self.counts, (W, H))
         if self.priors is not None:
             objective += self.priors.penalty(W, H)
@@ -566,8 +555,9 @@ def fit_map(
     Warns
     -----
     TrappedZerosWarning
-        When ``init`` has a dead component (restarted), or when the fit ends with one
-        while some count exceeds its rate (and ``warn``).
+        When ``init`` has a dead component (restarted). Components that reach the
+        floor during the fit are not restarted (with K above what the data need they
+        are redundant).
     ConvergenceWarning
         When ``max_iter`` is reached (and ``warn``).
     """

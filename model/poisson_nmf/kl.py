@@ -62,8 +62,11 @@ under-fitted count (largest KL term with v > λ), the mean entry of H; WH is unc
 and the next sweep's gradient on W[f, k] is negative at that count's row. A component
 that dies during a fit (its column of W or row of H reaches 0) is restarted the same
 way when the fit converges, once per component; the next sweep is kept only if it
-lowers J (like an extrapolation). A dead component left at the end, while some count
-exceeds its rate, is reported with a :class:`TrappedZerosWarning`.
+lowers J (like an extrapolation). Without priors a refused restart means the fit is
+stuck; the dead components are then reported with a :class:`TrappedZerosWarning`
+(with priors, fewer live components can be the optimum). Components that are merely
+redundant (K above what the data need) may die again after their restart; that is
+not reported.
 
 Between sweeps the iterates are extrapolated (Ang & Gillis 2019):
 W^ = max(W_t + β (W_t - W_{t-1}), W_t / 2) (likewise H), and the next sweep starts
@@ -798,7 +801,8 @@ def _fit_one(
     tol: float,
     progress: bool,
     threads: int = 1,
-) -> KLResult:
+) -> tuple[KLResult, bool]:
+    """Fit from (W0, H0); also return whether a dead component's restart was refused."""
     counts, priors = solver.counts, solver.priors
     J = _objective(counts, W0, H0, priors)
     W = np.ascontiguousarray(W0, dtype=np.float64).copy()
@@ -808,7 +812,7 @@ def _fit_one(
     cd = solver.method == "cd"
     beta, beta_max, extrapolated = _BETA0, 1.0, False
     # restarts of dead components (cd): at most one per component per fit
-    revivals, reviving = W.shape[1], False
+    revivals, reviving, refused = W.shape[1], False, False
     history = np.empty(max_iter)
     converged = False
     bar = None
@@ -828,7 +832,7 @@ def _fit_one(
                 # the extrapolated (or revived) start did worse: back to the last
                 # iterate; damp beta, or give up reviving
                 if reviving:
-                    revivals, converged = 0, True
+                    revivals, converged, refused = 0, True, True
                 else:
                     beta_max, beta = beta, beta / _ETA
                 W_hat[:], H_hat[:] = W, Ht
@@ -870,7 +874,7 @@ def _fit_one(
         if bar is not None:
             bar.close()
     H = np.ascontiguousarray(Ht.T)
-    return KLResult(
+    res = KLResult(
         W=W,
         H=H,
         objective=_objective(counts, W, H, priors),
@@ -879,6 +883,7 @@ def _fit_one(
         history=history[:it].copy(),
         method=solver.method,
     )
+    return res, refused
 
 
 def kl_nmf(
@@ -968,8 +973,8 @@ def kl_nmf(
         When the best start used up ``max_iter`` without converging.
     TrappedZerosWarning
         When ``init`` has zeros that ``method`` could never leave (they are replaced),
-        or when the best fit ends with a dead component although some count exceeds
-        its rate.
+        or when, without priors, the best fit ends with a dead component that a restart
+        could not revive.
     """
     counts = as_counts(V, mask=mask)
     K = check_n_components(n_components, counts)
@@ -1017,7 +1022,7 @@ def kl_nmf(
     workers = min(len(starts), threads) if not progress else 1
     per_fit = max(1, threads // workers)
 
-    def fit(start: tuple[np.ndarray, np.ndarray]) -> KLResult:
+    def fit(start: tuple[np.ndarray, np.ndarray]) -> tuple[KLResult, bool]:
         W0, H0 = start
         return _fit_one(solver, W0, H0, int(max_iter), float(tol), progress, per_fit)
 
@@ -1026,17 +1031,16 @@ def kl_nmf(
             results = list(ex.map(fit, starts))
     else:
         results = [fit(st) for st in starts]
-    best: KLResult | None = None
-    for res in results:
-        if best is None or res.objective < best.objective:
-            best = res
-    assert best is not None
+    best, refused = min(results, key=lambda r: r[0].objective)
     dead = np.flatnonzero(_dead(best.W, best.H))
-    if dead.size and _worst_column(counts, best.W, best.H) is not None:
+    if refused and priors is None and dead.size:
+        # without priors a restart leaves J unchanged and every sweep step lowers it,
+        # so a refused restart means the fit is stuck (with priors, fewer live
+        # components can be the optimum: the penalty may outweigh the data)
         warnings.warn(
             f"kl_nmf ({method}) ended with dead component(s) {dead.tolist()} (zero columns "
-            "of W or rows of H) although a component there could lower the objective; "
-            "restarting them did not help: try other starts (n_restarts) or a smaller K",
+            "of W or rows of H) that a restart did not revive: try other starts "
+            "(n_restarts) or a smaller K",
             TrappedZerosWarning,
             stacklevel=2,
         )
