@@ -428,3 +428,21 @@ def test_fits_on_1_and_2_threads_and_from_python_threads_agree(parallel_always):
 def test_bad_n_jobs(n_jobs, exc, match):
     with pytest.raises(exc, match=match):
         kl_nmf(V_SMALL, 1, n_jobs=n_jobs)
+
+
+def test_n_jobs_none_honours_numba_and_threadpoolctl_limits():
+    import numba
+    from threadpoolctl import threadpool_limits
+
+    from poisson_nmf.kl import _n_threads
+
+    most = numba.config.NUMBA_NUM_THREADS
+    assert _n_threads(-1) == most and _n_threads(1) == 1 and _n_threads(10**6) == most
+    with threadpool_limits(1):
+        assert _n_threads(None) == 1
+    previous = numba.get_num_threads()
+    numba.set_num_threads(1)  # what parallel.map_pieces does for each piece
+    try:
+        assert _n_threads(None) == 1
+    finally:
+        numba.set_num_threads(previous)

@@ -821,7 +821,7 @@ def _fit_one(
 
         bar = tqdm(total=max_iter, desc=f"kl_nmf[{solver.method}]", leave=False)
     it = 0
-    previous = numba.get_num_threads()
+    previous = numba.get_num_threads() if threads > 1 else 0
     if threads > 1:
         numba.set_num_threads(threads)  # thread-local: this fit's team of threads
     try:
