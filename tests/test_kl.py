@@ -446,3 +446,27 @@ def test_n_jobs_none_honours_numba_and_threadpoolctl_limits():
         assert _n_threads(None) == 1
     finally:
         numba.set_num_threads(previous)
+
+
+def test_dense_rows_read_in_place_give_the_same_sweep():
+    # rows whose counts are all non-zero use H's columns in place (no gathered copy):
+    # the same arithmetic in the same order as the gathered path, so the same bits
+    from poisson_nmf.kl import _cd_half_serial, _layout
+
+    rng = named_rng("test_dense_rows_read_in_place")
+    V = poisson_lowrank(rng, F=30, N=20, K=3, scale=20.0)
+    V[0, 0] = 0  # one row and one column take the gathered path
+    assert (V > 0).mean() > 0.99
+    counts = pnmf.as_counts(V)
+    lay = _layout(counts)
+    W0, H0 = initial_factors(V, 3, random_seed=0)
+    zeros = np.zeros((30, 3))
+    out = []
+    for YT in (np.ascontiguousarray(H0), np.empty((3, 0))):  # in place / always gathered
+        W, res = W0.copy(), np.empty(30)
+        Ht = np.ascontiguousarray(H0.T)
+        args = (*lay.by_row, *lay.miss_by_row, zeros, zeros, 1, False, np.zeros(2, np.int64))
+        _cd_half_serial(W, Ht, Ht.sum(axis=0), *args, res, YT)
+        out.append(W)
+    np.testing.assert_array_equal(out[0], out[1])
+    assert not np.array_equal(out[0], W0)

@@ -371,6 +371,7 @@ def _cd_entities(
     n_newton: int,
     with_data: bool,
     out: np.ndarray,
+    YT: np.ndarray,
 ) -> None:
     """Coordinate descent on entities ``lo:hi`` of X (E, K) given Y (M, K), in place.
 
@@ -378,7 +379,9 @@ def _cd_entities(
     ``values[indptr[e]:indptr[e+1]]`` at ``indices`` into Y and misses ``m_indices``.
     Writes into ``out[e]`` the penalty of X[e] plus, when ``with_data``, its part of
     D(V || XY^T). Entities are independent: the result does not depend on how the
-    entities are split between threads.
+    entities are split between threads. ``YT`` is Y^T, contiguous (K, M): an entity
+    whose M entries are all observed non-zeros (a dense row) reads Y^T's rows in place
+    instead of gathering its own copy.
     """
     K = X.shape[1]
     width = 0
@@ -395,16 +398,25 @@ def _cd_entities(
         for i in range(m_indptr[e], m_indptr[e + 1]):
             for k in range(K):
                 lin[k] -= Y[m_indices[i], k]
-        Yl = Yl_buf[: K * n].reshape((K, n))
         lam = lam_buf[:n]
-        for j in range(n):
-            c = indices[start + j]
-            acc = 0.0
+        if n == YT.shape[1]:
+            # dense row: its non-zeros are the columns 0..M-1 in order (sorted indices)
+            Yl = YT
+            lam[:] = 0.0
             for k in range(K):
-                yk = Y[c, k]
-                Yl[k, j] = yk
-                acc += X[e, k] * yk
-            lam[j] = acc
+                xk = X[e, k]
+                for j in range(n):
+                    lam[j] += xk * YT[k, j]
+        else:
+            Yl = Yl_buf[: K * n].reshape((K, n))
+            for j in range(n):
+                c = indices[start + j]
+                acc = 0.0
+                for k in range(K):
+                    yk = Y[c, k]
+                    Yl[k, j] = yk
+                    acc += X[e, k] * yk
+                lam[j] = acc
         s1, s2, t1, t2, bad = _pass(lam, v, Yl[0], Yl[0], 0.0)
         for k in range(K):
             x = X[e, k]
@@ -491,6 +503,7 @@ def _cd_half_serial(
     with_data: bool,
     bounds: np.ndarray,
     out: np.ndarray,
+    YT: np.ndarray,
 ) -> None:
     """:func:`_cd_entities` on all entities, in this thread (``bounds`` unused)."""
     _cd_entities(
@@ -509,6 +522,7 @@ def _cd_half_serial(
         n_newton,
         with_data,
         out,
+        YT,
     )
 
 
@@ -528,6 +542,7 @@ def _cd_half_parallel(
     with_data: bool,
     bounds: np.ndarray,
     out: np.ndarray,
+    YT: np.ndarray,
 ) -> None:
     """:func:`_cd_entities` on the chunks ``bounds[c]:bounds[c + 1]``, in Numba's threads.
 
@@ -552,6 +567,7 @@ def _cd_half_parallel(
             n_newton,
             with_data,
             out,
+            YT,
         )
 
 
@@ -655,10 +671,24 @@ class _Solver:
                 self._bounds[threads] = bounds
             out_w, out_h = np.empty(W.shape[0]), np.empty(Ht.shape[0])
             prior_w, prior_h = (self.am1_w, self.b_w), (self.am1_h, self.b_h)
-            ysum = Ht.sum(axis=0)
-            sweep(W, Ht, ysum, *lay.by_row, *lay.miss_by_row, *prior_w, nn, False, bounds[0], out_w)
-            ysum = W.sum(axis=0)
-            sweep(Ht, W, ysum, *lay.by_col, *lay.miss_by_col, *prior_h, nn, True, bounds[1], out_h)
+            ysum, YT = Ht.sum(axis=0), np.ascontiguousarray(Ht.T)
+            sweep(
+                W,
+                Ht,
+                ysum,
+                *lay.by_row,
+                *lay.miss_by_row,
+                *prior_w,
+                nn,
+                False,
+                bounds[0],
+                out_w,
+                YT,
+            )
+            ysum, YT = W.sum(axis=0), np.ascontiguousarray(W.T)
+            sweep(
+                Ht, W, ysum, *lay.by_col, *lay.miss_by_col, *prior_h, nn, True, bounds[1], out_h, YT
+            )
         finally:
             if chunksize is not None:
                 numba.set_parallel_chunksize(chunksize)
