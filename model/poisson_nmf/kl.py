@@ -43,7 +43,9 @@ keeps w > 0 (a step past 0 is replaced by halving w).
 Cost: each coordinate takes one Newton step per sweep. The pass over the row's
 non-zeros that applies the step (λ ← λ + Δw h) also computes, with the same division
 by λ, g' and g'' of the step just taken (for the chord test) and of the next coordinate,
-so a coordinate costs one pass, not one to evaluate and one per step.
+so a coordinate costs one pass, not one to evaluate and one per step. A row whose
+counts are all non-zero (dense tables) reads the columns of H in place from a
+transposed copy instead of gathering its own (the same arithmetic, the same bits).
 
 Threads (``n_jobs``): the rows of W are independent given H (and the columns of H given
 W), so each half-sweep is split into runs of rows of about equal work that Numba
