@@ -45,6 +45,20 @@ def test_fit_map_is_reproducible_and_validates_init(small):
         pnmf.fit_map(small, 2, priors=pnmf.GammaPriors(h_shape=0.5))
 
 
+def test_fit_map_leaves_a_dead_component_in_its_start():
+    # 6 x 8 Poisson(5), K = 2, W0[:, 1] = 0 and H0[1] = 0: the floored start is a saddle
+    # point, and fit_map stayed at the rank-1 optimum (13.04 against 5.28)
+    V = np.random.default_rng(0).poisson(5, size=(6, 8))
+    W0, H0 = pnmf.initial_factors(V, 2, random_seed=0)
+    W0[:, 1], H0[1] = 0.0, 0.0
+    with pytest.warns(pnmf.TrappedZerosWarning, match=r"dead component\(s\) \[1\]"):
+        res = pnmf.fit_map(V, 2, init=(W0, H0))
+    best = pnmf.kl_nmf(V, 2, n_restarts=8, random_seed=0, tol=1e-12, max_iter=5000)
+    # both at the optimum to their stopping rules (about 1e-9 relative here)
+    assert res.objective == pytest.approx(best.objective, rel=1e-7)
+    assert best.objective < 0.5 * pnmf.kl_nmf(V, 1).objective
+
+
 @pytest.mark.parametrize("priors", [None, pnmf.GammaPriors(w_shape=1.5, h_shape=1.2)])
 def test_block_step_lowers_every_rows_objective(small, priors):
     """The certified step lengths: each row's own objective (NumPy) decreases."""

@@ -20,6 +20,7 @@ from .exceptions import (
     ConvergenceWarning,
     FitFormatError,
     MultipleModesWarning,
+    TrappedZerosWarning,
     ZeroRowsColumnsWarning,
 )
 from .priors import GammaPriors
@@ -69,6 +70,7 @@ __all__ = [
     "FitFormatError",
     "GammaPriors",
     "MultipleModesWarning",
+    "TrappedZerosWarning",
     "ZeroRowsColumnsWarning",
     "__version__",
     "as_counts",

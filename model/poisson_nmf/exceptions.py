@@ -6,12 +6,21 @@ __all__ = [
     "ConvergenceWarning",
     "FitFormatError",
     "MultipleModesWarning",
+    "TrappedZerosWarning",
     "ZeroRowsColumnsWarning",
 ]
 
 
 class ConvergenceWarning(UserWarning):
     """The iteration budget ran out before the objective stopped decreasing."""
+
+
+class TrappedZerosWarning(UserWarning):
+    """Zeros that a method cannot leave: replaced in a start, or a component left dead.
+
+    Multiplicative updates never move an entry at exactly 0, and no method moves a
+    dead component (a zero column of W or row of H: its gradient is 0, a saddle point).
+    """
 
 
 class ZeroRowsColumnsWarning(UserWarning):

@@ -83,7 +83,17 @@ from pymc.model.transform.conditioning import remove_value_transforms
 
 from .data import Counts, as_counts, check_n_components
 from .divergence import kl_divergence, loglik_constant
-from .kl import _BETA0, _ETA, _GAMMA, _GAMMA_MAX, ConvergenceWarning, _check_init, initial_factors
+from .kl import (
+    _BETA0,
+    _ETA,
+    _GAMMA,
+    _GAMMA_MAX,
+    ConvergenceWarning,
+    TrappedZerosWarning,
+    _check_init,
+    _untrap_start,
+    initial_factors,
+)
 from .model import build_model
 from .priors import GammaPriors
 
@@ -361,6 +371,11 @@ class _MAPProblem:
                 aw, _, ah, _ = self.priors.arrays(F, N, K)
                 am1_w, am1_h = aw - 1.0, ah - 1.0
             W, H = _check_init(init, counts, K, am1_w, am1_h)
+            # entries at 0 are floored below, which the Newton steps leave; a dead
+            # component (zero column of W or row of H) is a saddle point they do not
+            W, H, msg = _untrap_start(counts, W, H, "cd", am1_w, am1_h)
+            if msg is not None:
+                warnings.warn(msg, TrappedZerosWarning, stacklevel=3)
         return self.floored(W, H)
 
     def floored(self, W: np.ndarray, H: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -510,6 +525,9 @@ def fit_map(
     init : tuple (W0, H0), optional
         Starting point; default a seeded random start
         (:func:`poisson_nmf.kl.initial_factors`, the same as :func:`kl_nmf` uses).
+        A dead component in it (a zero column of W0 or row of H0, a saddle point that
+        no Newton step leaves) is restarted as in :func:`kl_nmf`, with a
+        :class:`~poisson_nmf.kl.TrappedZerosWarning`.
     mask : array_like of bool, shape (F, N), optional
         ``True`` marks missing entries.
     max_iter : int
@@ -533,6 +551,15 @@ def fit_map(
     Returns
     -------
     MAPResult
+
+    Warns
+    -----
+    TrappedZerosWarning
+        When ``init`` has a dead component (restarted). Components that reach the
+        floor during the fit are not restarted (with K above what the data need they
+        are redundant).
+    ConvergenceWarning
+        When ``max_iter`` is reached (and ``warn``).
     """
     t0 = time.perf_counter()
     counts: Counts = as_counts(V, mask=mask)

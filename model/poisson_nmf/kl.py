@@ -40,6 +40,36 @@ or w = 0 with g' >= 0) does not move. Unlike multiplicative updates, a coordinat
 leaves 0 when its gradient is negative (no zero-lock). With shape a > 1 the log term
 keeps w > 0 (a step past 0 is replaced by halving w).
 
+Cost: each coordinate takes one Newton step per sweep. The pass over the row's
+non-zeros that applies the step (λ ← λ + Δw h) also computes, with the same division
+by λ, g' and g'' of the step just taken (for the chord test) and of the next coordinate,
+so a coordinate costs one pass, not one to evaluate and one per step. A row whose
+counts are all non-zero (dense tables) reads the columns of H in place from a
+transposed copy instead of gathering its own (the same arithmetic, the same bits).
+
+Threads (``n_jobs``): the rows of W are independent given H (and the columns of H given
+W), so each half-sweep is split into runs of rows of about equal work that Numba
+threads take one at a time. Every row's update and objective term depend on that row
+alone, and the terms are summed in row order afterwards: every step, accept/reject and
+stopping decision, hence the fit, is the same bit for bit on any number of threads.
+The "tbb" and "omp" threading layers are safe to launch from several Python threads at
+once (restarts run in threads); under "workqueue" one launch at a time runs in parallel
+and the others run the serial kernel.
+
+Zeros that trap a method. A *dead component* (a zero column of W and the matching row
+of H) is a saddle point where every gradient on it is 0: no method leaves it. A start
+that has one is repaired (with a :class:`TrappedZerosWarning`): coordinate descent
+restarts it with W[:, k] = 0 and H[:, k] zero except, at the column of the most
+under-fitted count (largest KL term with v > λ), the mean entry of H; WH is unchanged
+and the next sweep's gradient on W[f, k] is negative at that count's row. A component
+that dies during a fit (its column of W or row of H reaches 0) is restarted the same
+way when the fit converges, once per component; the next sweep is kept only if it
+lowers J (like an extrapolation). Without priors a refused restart means the fit is
+stuck; the dead components are then reported with a :class:`TrappedZerosWarning`
+(with priors, fewer live components can be the optimum). Components that are merely
+redundant (K above what the data need) may die again after their restart; that is
+not reported.
+
 Between sweeps the iterates are extrapolated (Ang & Gillis 2019):
 W^ = max(W_t + β (W_t - W_{t-1}), W_t / 2) (likewise H), and the next sweep starts
 from (W^, H^). If it ends above J(W_t, H_t), it is discarded (it still counts as an
@@ -61,7 +91,9 @@ prior terms of the majorisation-minimisation form (Cemgil 2009; Févotte & Cemgi
 with M the indicator of the observed entries (all ones without a mask). Each update
 minimises an auxiliary function, so J never increases either; it is the textbook
 baseline, slow to converge, and an entry at exactly 0 stays 0 (zero-lock), which is
-why starts are drawn strictly positive.
+why starts are drawn strictly positive; zeros in a given start become ``_FILL`` (1e-2)
+times their factor's mean positive entry, with a :class:`TrappedZerosWarning` (a dead
+component also gets the entry of H described above).
 
 Convergence: both methods stop when the decrease of J over one iteration is at most
 ``tol * max(|J|, 1)`` (a relative decrease; J is a sum of per-count terms, so 1 is the
@@ -88,7 +120,7 @@ References
 from __future__ import annotations
 
 import math
-import os
+import threading
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -101,10 +133,11 @@ from scipy.special import rel_entr
 
 from .data import Counts, as_counts, check_n_components
 from .divergence import kl_divergence, rate_terms
-from .exceptions import ConvergenceWarning
+from .exceptions import ConvergenceWarning, TrappedZerosWarning
 from .priors import GammaPriors
+from .vecmath import FAST, flog
 
-__all__ = ["ConvergenceWarning", "KLResult", "initial_factors", "kl_nmf"]
+__all__ = ["ConvergenceWarning", "KLResult", "TrappedZerosWarning", "initial_factors", "kl_nmf"]
 
 _METHODS = ("cd", "mu")
 # a denominator that is exactly 0 only multiplies a numerator that is exactly 0
@@ -113,8 +146,18 @@ _TINY = 1e-300
 _FASTMATH = {"reassoc", "contract"}
 # extrapolation of the CD iterates (Ang & Gillis 2019): initial, growth, cap growth, decay
 _BETA0, _GAMMA, _GAMMA_MAX, _ETA = 0.5, 1.1, 1.02, 2.0
-# Newton steps per coordinate and sweep (each costs one pass over the row's non-zeros)
-_N_NEWTON = 3
+# Newton steps per coordinate and sweep (each costs one pass over the row's non-zeros).
+# One: to scikit-learn's objective, 1 step per sweep cost 0.62x (digits K = 20), 0.81x
+# (sparse 5000 x 3000, K = 20), 0.87x (digits K = 5) and 1.0x (digits K = 10) the CPU
+# time of 3 steps per sweep (median over 6 starts; benchmarks/README.md)
+_N_NEWTON = 1
+# a half-sweep runs on several threads from this much work on (non-zeros x K); below it
+# the threads' start-up and synchronisation cost more than they save
+_PARALLEL_MIN_WORK = 1 << 17
+# a zero of a start that multiplicative updates could never leave starts at this
+# fraction of its factor's mean positive entry (1e-6 left the handed 6 x 8 case
+# unconverged after 1000 iterations; 1e-2 reaches coordinate descent's optimum)
+_FILL = 1e-2
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,28 +297,61 @@ def _layout(counts: Counts) -> _Layout:
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy", fastmath=_FASTMATH)
-def _newton_pass(
-    lam: np.ndarray, v: np.ndarray, y: np.ndarray, d: float
-) -> tuple[float, float, bool]:
-    """λ += d y, then (Σ v y / λ, Σ v y² / λ², whether some λ <= 0)."""
+def _pass(
+    lam: np.ndarray, v: np.ndarray, y: np.ndarray, z: np.ndarray, d: float
+) -> tuple[float, float, float, float, bool]:
+    """λ += d y, then Σ v y/λ, Σ v y²/λ², Σ v z/λ, Σ v z²/λ² and whether some λ <= 0.
+
+    One division per entry serves both coordinates: the step on y and the gradient of
+    the next coordinate z, so a coordinate costs one pass per Newton step.
+    """
     s1 = 0.0
     s2 = 0.0
+    t1 = 0.0
+    t2 = 0.0
     n_bad = 0.0
+    if d == 0.0:
+        for j in range(v.size):
+            inv = 1.0 / lam[j]
+            vi = v[j] * inv
+            q = vi * y[j]
+            s1 += q
+            s2 += q * y[j] * inv
+            r = vi * z[j]
+            t1 += r
+            t2 += r * z[j] * inv
+        return s1, s2, t1, t2, False
     for j in range(v.size):
         lj = lam[j] + d * y[j]
         lam[j] = lj
         n_bad += 1.0 if lj <= 0.0 else 0.0
         inv = 1.0 / lj
-        q = v[j] * y[j] * inv
+        vi = v[j] * inv
+        q = vi * y[j]
         s1 += q
         s2 += q * y[j] * inv
-    return s1, s2, n_bad > 0.0
+        r = vi * z[j]
+        t1 += r
+        t2 += r * z[j] * inv
+    return s1, s2, t1, t2, n_bad > 0.0
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy", fastmath=FAST)
+def _data_term(v: np.ndarray, lam: np.ndarray) -> float:
+    """Σ v log(v / λ) - v over one entity's non-zeros (λ > 0)."""
+    s = 0.0
+    for j in range(v.size):
+        s += v[j] * flog(v[j] / lam[j]) - v[j]
+    return s
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def _cd_half(
+def _cd_entities(
+    lo: int,
+    hi: int,
     X: np.ndarray,
     Y: np.ndarray,
+    ysum: np.ndarray,
     indptr: np.ndarray,
     indices: np.ndarray,
     values: np.ndarray,
@@ -285,45 +361,66 @@ def _cd_half(
     b: np.ndarray,
     n_newton: int,
     with_data: bool,
-) -> float:
-    """One coordinate-descent sweep over X (E, K) given Y (M, K), in place.
+    out: np.ndarray,
+    YT: np.ndarray,
+) -> None:
+    """Coordinate descent on entities ``lo:hi`` of X (E, K) given Y (M, K), in place.
 
     Entity e (a row of W, or a column of H with X = H^T) sees the observed non-zeros
     ``values[indptr[e]:indptr[e+1]]`` at ``indices`` into Y and misses ``m_indices``.
-    Returns the penalty of X plus, when ``with_data``, the data part of D(V || XY^T).
+    Writes into ``out[e]`` the penalty of X[e] plus, when ``with_data``, its part of
+    D(V || XY^T). Entities are independent: the result does not depend on how the
+    entities are split between threads. ``YT`` is Y^T, contiguous (K, M): an entity
+    whose M entries are all observed non-zeros (a dense row) reads Y^T's rows in place
+    instead of gathering its own copy.
     """
-    E, K = X.shape
-    ysum = np.zeros(K)
-    for m in range(Y.shape[0]):
-        for k in range(K):
-            ysum[k] += Y[m, k]
-    total = 0.0
-    for e in range(E):
+    K = X.shape[1]
+    width = 0
+    for e in range(lo, hi):
+        width = max(width, indptr[e + 1] - indptr[e])
+    Yl_buf = np.empty(K * width + 1)
+    lam_buf = np.empty(width)
+    lin = np.empty(K)
+    for e in range(lo, hi):
         start, stop = indptr[e], indptr[e + 1]
         n = stop - start
         v = values[start:stop]
-        lin = ysum.copy()
+        lin[:] = ysum
         for i in range(m_indptr[e], m_indptr[e + 1]):
             for k in range(K):
                 lin[k] -= Y[m_indices[i], k]
-        Yl = np.empty((K, n))
-        lam = np.zeros(n)
-        for j in range(n):
-            c = indices[start + j]
+        lam = lam_buf[:n]
+        if n == YT.shape[1]:
+            # dense row: its non-zeros are the columns 0..M-1 in order (sorted indices)
+            Yl = YT
+            lam[:] = 0.0
             for k in range(K):
-                Yl[k, j] = Y[c, k]
-                lam[j] += X[e, k] * Y[c, k]
+                xk = X[e, k]
+                for j in range(n):
+                    lam[j] += xk * YT[k, j]
+        else:
+            Yl = Yl_buf[: K * n].reshape((K, n))
+            for j in range(n):
+                c = indices[start + j]
+                acc = 0.0
+                for k in range(K):
+                    yk = Y[c, k]
+                    Yl[k, j] = yk
+                    acc += X[e, k] * yk
+                lam[j] = acc
+        s1, s2, t1, t2, bad = _pass(lam, v, Yl[0], Yl[0], 0.0)
         for k in range(K):
             x = X[e, k]
             a1 = am1[e, k]
             lk = lin[k] + b[e, k]
             y = Yl[k]
-            s1, s2, bad = _newton_pass(lam, v, y, 0.0)
+            z = Yl[k + 1] if k + 1 < K else y
             g = lk - s1
             gg = s2
             if a1 > 0.0:
                 g -= a1 / x
                 gg += a1 / (x * x)
+            passed = False
             for _ in range(n_newton):
                 if g == 0.0 or (x == 0.0 and g >= 0.0):
                     break
@@ -340,8 +437,11 @@ def _cd_half(
                     break
                 applied = 0.0
                 accepted = False
+                g1 = g
+                gg1 = gg
                 for _half in range(60):
-                    s1, s2, bad = _newton_pass(lam, v, y, d - applied)
+                    s1, s2, t1, t2, bad = _pass(lam, v, y, z, d - applied)
+                    passed = True
                     applied = d
                     g1 = lk - s1
                     gg1 = s2
@@ -355,12 +455,17 @@ def _cd_half(
                         break
                     d *= 0.5
                 if not accepted:
-                    s1, s2, bad = _newton_pass(lam, v, y, -applied)
+                    s1, s2, t1, t2, bad = _pass(lam, v, y, z, -applied)
                     break
                 x = x + d
                 g = g1
                 gg = gg1
             X[e, k] = x
+            if k + 1 < K:
+                if not passed:
+                    s1, s2, t1, t2, bad = _pass(lam, v, z, z, 0.0)
+                else:
+                    s1, s2 = t1, t2
         pen = 0.0
         for k in range(K):
             pen += b[e, k] * X[e, k]
@@ -368,11 +473,93 @@ def _cd_half(
                 pen -= am1[e, k] * math.log(X[e, k])
         if with_data:
             for k in range(K):
-                pen += (lin[k]) * X[e, k]
-            for j in range(n):
-                pen += v[j] * math.log(v[j] / lam[j]) - v[j]
-        total += pen
-    return total
+                pen += lin[k] * X[e, k]
+            pen += _data_term(v, lam)
+        out[e] = pen
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _cd_half_serial(
+    X: np.ndarray,
+    Y: np.ndarray,
+    ysum: np.ndarray,
+    indptr: np.ndarray,
+    indices: np.ndarray,
+    values: np.ndarray,
+    m_indptr: np.ndarray,
+    m_indices: np.ndarray,
+    am1: np.ndarray,
+    b: np.ndarray,
+    n_newton: int,
+    with_data: bool,
+    bounds: np.ndarray,
+    out: np.ndarray,
+    YT: np.ndarray,
+) -> None:
+    """:func:`_cd_entities` on all entities, in this thread (``bounds`` unused)."""
+    _cd_entities(
+        0,
+        X.shape[0],
+        X,
+        Y,
+        ysum,
+        indptr,
+        indices,
+        values,
+        m_indptr,
+        m_indices,
+        am1,
+        b,
+        n_newton,
+        with_data,
+        out,
+        YT,
+    )
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy", parallel=True)
+def _cd_half_parallel(
+    X: np.ndarray,
+    Y: np.ndarray,
+    ysum: np.ndarray,
+    indptr: np.ndarray,
+    indices: np.ndarray,
+    values: np.ndarray,
+    m_indptr: np.ndarray,
+    m_indices: np.ndarray,
+    am1: np.ndarray,
+    b: np.ndarray,
+    n_newton: int,
+    with_data: bool,
+    bounds: np.ndarray,
+    out: np.ndarray,
+    YT: np.ndarray,
+) -> None:
+    """:func:`_cd_entities` on the chunks ``bounds[c]:bounds[c + 1]``, in Numba's threads.
+
+    Called with a parallel chunk size of 1, the chunks are handed out one at a time
+    (dynamic scheduling), so a thread that the operating system holds back delays the
+    sweep by about one chunk, not by half of it.
+    """
+    for c in numba.prange(bounds.size - 1):
+        _cd_entities(
+            bounds[c],
+            bounds[c + 1],
+            X,
+            Y,
+            ysum,
+            indptr,
+            indices,
+            values,
+            m_indptr,
+            m_indices,
+            am1,
+            b,
+            n_newton,
+            with_data,
+            out,
+            YT,
+        )
 
 
 def _prior_arrays(
@@ -390,6 +577,53 @@ def _prior_arrays(
     )
 
 
+def _chunks(indptr: np.ndarray, n: int) -> np.ndarray:
+    """Bounds of ``n`` runs of consecutive entities with about equal work (non-zeros + 1 each)."""
+    E = indptr.size - 1
+    work = indptr + np.arange(E + 1)
+    cuts = np.searchsorted(work, np.linspace(0, work[-1], n + 1)[1:-1])
+    return np.unique(np.concatenate([[0], cuts, [E]])).astype(np.int64)
+
+
+# Launches of Numba's parallel kernels from several Python threads at once (restarts,
+# the sampler's MAP start, an executor's pieces) are safe with the "tbb" and "omp"
+# threading layers, not with "workqueue": there, one launch at a time holds this lock
+# and the others run the serial kernel (same results).
+_THREADSAFE_LAYERS = ("tbb", "omp")
+_CHUNKS_PER_THREAD = 8
+_LAUNCH_LOCK = threading.Lock()
+
+
+def _layer_is_threadsafe() -> bool:
+    numba.get_num_threads()  # starts the threading layer if nothing did yet
+    return numba.threading_layer() in _THREADSAFE_LAYERS
+
+
+_POOLS: Any = None
+
+
+def _n_threads(n_jobs: Any) -> int:
+    """Threads for one call: ``n_jobs``, or what Numba and threadpoolctl allow here."""
+    config: Any = numba.config  # its attributes are set at run time
+    most = int(config.NUMBA_NUM_THREADS)
+    if n_jobs is None:
+        global _POOLS
+        n = numba.get_num_threads()  # thread-local; starts the threading layer
+        if _POOLS is None:
+            from threadpoolctl import ThreadpoolController
+
+            _POOLS = ThreadpoolController()  # finds the BLAS/OpenMP pools once
+        limits = [lib.num_threads for lib in _POOLS.lib_controllers]
+        return max(1, min([n, *limits]))
+    if isinstance(n_jobs, bool) or not isinstance(n_jobs, int | np.integer):
+        raise TypeError(f"n_jobs must be None or an integer, got {type(n_jobs).__name__}")
+    if n_jobs == -1:
+        return most
+    if n_jobs < 1:
+        raise ValueError(f"n_jobs must be None, -1 or a positive integer, got {n_jobs}")
+    return min(int(n_jobs), most)
+
+
 class _Solver:
     """One fit from one start; ``step`` runs one iteration and returns J."""
 
@@ -399,23 +633,60 @@ class _Solver:
         F, N = counts.shape
         self.counts, self.layout, self.priors, self.method = counts, layout, priors, method
         self.am1_w, self.b_w, self.am1_h, self.b_h = _prior_arrays(priors, F, N, K)
+        self._bounds: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         if method == "mu":
             indptr, indices, values = layout.by_row
             self.R = sp.csr_array((values.copy(), indices, indptr), shape=(F, N))
             mr, mc = counts.missing_rows, counts.missing_cols
             self.M = sp.csr_array((np.ones(mr.size), (mr, mc)), shape=(F, N))
 
-    def step(self, W: np.ndarray, Ht: np.ndarray) -> float:
+    def step(self, W: np.ndarray, Ht: np.ndarray, threads: int = 1) -> float:
         if self.method == "cd":
-            return self._step_cd(W, Ht)
+            return self._step_cd(W, Ht, threads)
         return self._step_mu(W, Ht)
 
-    def _step_cd(self, W: np.ndarray, Ht: np.ndarray) -> float:
+    def _step_cd(self, W: np.ndarray, Ht: np.ndarray, threads: int) -> float:
         lay, nn = self.layout, _N_NEWTON
-        sweep: Any = _cd_half  # a numba dispatcher, untyped for mypy
-        pen_w = sweep(W, Ht, *lay.by_row, *lay.miss_by_row, self.am1_w, self.b_w, nn, False)
-        rest = sweep(Ht, W, *lay.by_col, *lay.miss_by_col, self.am1_h, self.b_h, nn, True)
-        return float(pen_w + rest)
+        sweep: Any = _cd_half_serial  # a numba dispatcher, untyped for mypy
+        locked = False
+        if threads > 1 and self.counts.nz_values.size * W.shape[1] < _PARALLEL_MIN_WORK:
+            threads = 1
+        if threads > 1 and (_layer_is_threadsafe() or (locked := _LAUNCH_LOCK.acquire(False))):
+            sweep = _cd_half_parallel
+        chunksize = numba.set_parallel_chunksize(1) if sweep is _cd_half_parallel else None
+        try:
+            bounds = self._bounds.get(threads)
+            if bounds is None:
+                n = _CHUNKS_PER_THREAD * threads
+                bounds = (_chunks(lay.by_row[0], n), _chunks(lay.by_col[0], n))
+                self._bounds[threads] = bounds
+            out_w, out_h = np.empty(W.shape[0]), np.empty(Ht.shape[0])
+            prior_w, prior_h = (self.am1_w, self.b_w), (self.am1_h, self.b_h)
+            ysum, YT = Ht.sum(axis=0), np.ascontiguousarray(Ht.T)
+            sweep(
+                W,
+                Ht,
+                ysum,
+                *lay.by_row,
+                *lay.miss_by_row,
+                *prior_w,
+                nn,
+                False,
+                bounds[0],
+                out_w,
+                YT,
+            )
+            ysum, YT = W.sum(axis=0), np.ascontiguousarray(W.T)
+            sweep(
+                Ht, W, ysum, *lay.by_col, *lay.miss_by_col, *prior_h, nn, True, bounds[1], out_h, YT
+            )
+        finally:
+            if chunksize is not None:
+                numba.set_parallel_chunksize(chunksize)
+            if locked:
+                _LAUNCH_LOCK.release()
+        # per-entity terms summed in a fixed order: the same J on any number of threads
+        return float(out_w.sum() + out_h.sum())
 
     def _rates(self, W: np.ndarray, Ht: np.ndarray) -> tuple[np.ndarray, float]:
         lam, total = rate_terms(self.counts, (W, Ht.T))
@@ -449,6 +720,100 @@ def _objective(counts: Counts, W: np.ndarray, H: np.ndarray, priors: GammaPriors
     return J if priors is None else J + priors.penalty(W, H)
 
 
+def _dead(W: np.ndarray, H: np.ndarray, floor: float = 0.0, both: bool = False) -> np.ndarray:
+    """Components (K,) with a column of W or (``both``: and) a row of H all <= ``floor``."""
+    w, h = ~(W > floor).any(axis=0), ~(H > floor).any(axis=1)
+    return w & h if both else w | h
+
+
+def _worst_column(counts: Counts, W: np.ndarray, H: np.ndarray) -> int | None:
+    """Column of the observed count most under-fitted by WH (largest KL term with v > λ).
+
+    ``None`` when no count exceeds its rate (by more than a relative 1e-9): a component
+    added there cannot lower D(V || WH).
+    """
+    lam, _ = rate_terms(counts, (W, H))
+    v = counts.nz_values
+    gap = np.where(v > lam * (1.0 + 1e-9), rel_entr(v, lam) - v + lam, 0.0)
+    if gap.size == 0 or not gap.max() > 0.0:
+        return None
+    return int(counts.nz_cols[int(np.argmax(gap))])
+
+
+def _revive(
+    counts: Counts, W: np.ndarray, Ht: np.ndarray, k: int, am1_w: np.ndarray, am1_h: np.ndarray
+) -> bool:
+    """Restart dead component k of (W, H = Ht^T) in place; return whether it was restarted.
+
+    Its column of W goes to 0 and its row of H to 0 except, at the column n of the most
+    under-fitted count, the mean entry of H (entries held positive by a prior shape > 1
+    keep their values). WH does not change (W[:, k] = 0), and the next sweep's gradient
+    for W[f, k] is h (1 - v_fn / λ_fn) < 0 at that count's row f: coordinate descent
+    leaves the saddle point that a dead component is (its gradient is exactly 0 there).
+    """
+    n = _worst_column(counts, W, Ht.T)
+    if n is None:
+        return False
+    pos = Ht[Ht > 0]
+    h = float(pos.mean()) if pos.size else 1.0
+    W[:, k] = np.where(am1_w[:, k] > 0, W[:, k], 0.0)
+    Ht[:, k] = np.where(am1_h[:, k] > 0, Ht[:, k], 0.0)
+    Ht[n, k] = max(Ht[n, k], h)
+    return True
+
+
+def _untrap_start(
+    counts: Counts,
+    W: np.ndarray,
+    H: np.ndarray,
+    method: str,
+    am1_w: np.ndarray,
+    am1_h: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, str | None]:
+    """Replace the zeros of a start that ``method`` could never leave; say what was done.
+
+    ``"mu"``: every zero (multiplicative updates keep a zero at zero) becomes
+    ``_FILL`` times the mean positive entry of its factor. ``"cd"``: a dead component
+    (a zero column of W and the matching zero row of H: every gradient on it is 0) is
+    restarted by :func:`_revive`; a zero column of W alone moves when its gradient is
+    negative (and is revived at convergence if it stays). Returns (W, H, a message for
+    the warning, or ``None``).
+    """
+    if method == "mu":
+        zw, zh = W == 0, H == 0
+        if not (zw.any() or zh.any()):
+            return W, H, None
+        dead = _dead(W, H)
+        n = _worst_column(counts, W, H) if dead.any() else None
+        W, H = W.copy(), H.copy()
+        for A, z in ((W, zw), (H, zh)):
+            pos = A[A > 0]
+            A[z] = _FILL * (float(pos.mean()) if pos.size else 1.0)
+        if n is not None:
+            # a dead component restarts as in coordinate descent (see _revive), on top
+            # of the fill: uniform small entries alone leave it in a flat region
+            H[dead, n] = np.maximum(H[dead, n], H[~dead].mean() if (~dead).any() else 1.0)
+        msg = (
+            f"init has {int(zw.sum())} zero(s) in W0 and {int(zh.sum())} in H0, which "
+            f"multiplicative updates never move; they start at {_FILL:g} times their "
+            "factor's mean positive entry instead"
+        )
+        return W, H, msg
+    dead = np.flatnonzero(_dead(W, H, both=True))
+    if dead.size == 0:
+        return W, H, None
+    W, Ht = W.copy(), np.ascontiguousarray(H.T)
+    revived = [int(k) for k in dead if _revive(counts, W, Ht, int(k), am1_w, am1_h.T)]
+    if not revived:
+        return W, np.ascontiguousarray(Ht.T), None
+    msg = (
+        f"init has dead component(s) {revived} (a zero column of W0 and row of H0: a "
+        "saddle point where every gradient on it is 0, which no step leaves); each "
+        "restarts with a positive entry of H at the column of the most under-fitted count"
+    )
+    return W, np.ascontiguousarray(Ht.T), msg
+
+
 def _fit_one(
     solver: _Solver,
     W0: np.ndarray,
@@ -456,20 +821,19 @@ def _fit_one(
     max_iter: int,
     tol: float,
     progress: bool,
-) -> KLResult:
+    threads: int = 1,
+) -> tuple[KLResult, bool]:
+    """Fit from (W0, H0); also return whether a dead component's restart was refused."""
     counts, priors = solver.counts, solver.priors
     J = _objective(counts, W0, H0, priors)
-    if not np.isfinite(J):
-        raise ValueError(
-            "the starting factors give an infinite objective (a zero rate WH where V > 0); "
-            "start from strictly positive factors"
-        )
     W = np.ascontiguousarray(W0, dtype=np.float64).copy()
     # H is held transposed, (N, K), so that both updates read contiguous rows
     Ht = np.ascontiguousarray(H0.T, dtype=np.float64)
     W_hat, H_hat = W.copy(), Ht.copy()
-    extrapolate = solver.method == "cd"
+    cd = solver.method == "cd"
     beta, beta_max, extrapolated = _BETA0, 1.0, False
+    # restarts of dead components (cd): at most one per component per fit
+    revivals, reviving, refused = W.shape[1], False, False
     history = np.empty(max_iter)
     converged = False
     bar = None
@@ -478,21 +842,40 @@ def _fit_one(
 
         bar = tqdm(total=max_iter, desc=f"kl_nmf[{solver.method}]", leave=False)
     it = 0
+    previous = numba.get_num_threads() if threads > 1 else 0
+    if threads > 1:
+        numba.set_num_threads(threads)  # thread-local: this fit's team of threads
     try:
         while it < max_iter:
-            J_new = solver.step(W_hat, H_hat)
+            J_new = solver.step(W_hat, H_hat, threads)
             it += 1
             if extrapolated and not J_new <= J:
-                # the extrapolated start did worse: back to the last iterate, damp beta
-                beta_max, beta = beta, beta / _ETA
+                # the extrapolated (or revived) start did worse: back to the last
+                # iterate; damp beta, or give up reviving
+                if reviving:
+                    revivals, converged, refused = 0, True, True
+                else:
+                    beta_max, beta = beta, beta / _ETA
                 W_hat[:], H_hat[:] = W, Ht
-                extrapolated = False
+                extrapolated = reviving = False
             else:
                 decrease = J - J_new
                 W_prev, H_prev, W, Ht, J = W, Ht, W_hat, H_hat, J_new
+                reviving = False
                 if decrease <= tol * max(abs(J), 1.0):
                     converged = True
-                elif extrapolate:
+                    dead = np.flatnonzero(_dead(W, Ht.T) & (cd and revivals > 0))
+                    if dead.size:
+                        W_hat, H_hat = W.copy(), Ht.copy()
+                        am1_w, am1_h = solver.am1_w, solver.am1_h
+                        if _revive(counts, W_hat, H_hat, int(dead[0]), am1_w, am1_h):
+                            revivals -= 1
+                            converged, extrapolated, reviving = False, True, True
+                        else:
+                            revivals = 0
+                if converged or reviving:
+                    pass
+                elif cd:
                     beta, beta_max = min(beta_max, _GAMMA * beta), min(1.0, _GAMMA_MAX * beta_max)
                     # at most halve an entry: zeros stay zeros, WH stays > 0 where it was
                     W_hat = np.maximum(W + beta * (W - W_prev), 0.5 * W)
@@ -507,10 +890,12 @@ def _fit_one(
             if converged:
                 break
     finally:
+        if threads > 1:
+            numba.set_num_threads(previous)
         if bar is not None:
             bar.close()
     H = np.ascontiguousarray(Ht.T)
-    return KLResult(
+    res = KLResult(
         W=W,
         H=H,
         objective=_objective(counts, W, H, priors),
@@ -519,6 +904,7 @@ def _fit_one(
         history=history[:it].copy(),
         method=solver.method,
     )
+    return res, refused
 
 
 def kl_nmf(
@@ -534,6 +920,7 @@ def kl_nmf(
     mask: Any = None,
     random_seed: Any = None,
     progress: bool = False,
+    n_jobs: int | None = None,
 ) -> KLResult:
     """KL-NMF: minimise D(V || WH), or its Gamma-penalised (MAP) form, over W, H >= 0.
 
@@ -551,7 +938,11 @@ def kl_nmf(
     init : tuple (W0, H0), optional
         Starting factors, shapes (F, K) and (K, N), finite and non-negative (strictly
         positive where a prior shape is > 1). ``None``: the seeded random start of
-        :func:`initial_factors`. Cannot be combined with ``n_restarts > 1``.
+        :func:`initial_factors`. Cannot be combined with ``n_restarts > 1``. Zeros that
+        ``method`` could never leave are replaced, with a :class:`TrappedZerosWarning`:
+        every zero for ``"mu"`` (1e-2 times the factor's mean positive entry), a dead
+        component (zero column of W0 and row of H0) for ``"cd"`` (see the module
+        docstring).
     n_restarts : int
         Number of random starts; the fit with the lowest objective is returned. Start
         0 is ``initial_factors(V, K, random_seed=random_seed)``; starts 1.. are drawn
@@ -573,6 +964,16 @@ def kl_nmf(
         Seed for the random starts.
     progress : bool
         Show a progress bar (tqdm) with the objective.
+    n_jobs : int or None
+        Threads for ``method="cd"``: the rows of W (and the columns of H) are updated
+        in parallel, and restarts share the threads (one restart per thread while
+        there are more restarts than threads). ``None``: as many as Numba's thread
+        count for the calling thread (:func:`numba.get_num_threads`, which
+        :func:`poisson_nmf.parallel.map_pieces` lowers per piece) and
+        :func:`threadpoolctl.threadpool_limits` allow; ``-1``: every core; ``1``:
+        serial. The result does not depend on it: each row's terms are summed in a
+        fixed order, so every step, accept/reject and stopping decision is the same
+        on any number of threads.
 
     Returns
     -------
@@ -583,12 +984,18 @@ def kl_nmf(
     ------
     ValueError
         For bad counts, K, priors with a shape < 1, ``init``, ``max_iter``, ``tol``,
-        ``n_restarts`` or ``method``.
+        ``n_restarts``, ``method`` or ``n_jobs``.
+    TypeError
+        For ``priors`` that are not :class:`GammaPriors`, or a non-integer ``n_jobs``.
 
     Warns
     -----
     ConvergenceWarning
         When the best start used up ``max_iter`` without converging.
+    TrappedZerosWarning
+        When ``init`` has zeros that ``method`` could never leave (they are replaced),
+        or when, without priors, the best fit ends with a dead component that a restart
+        could not revive.
     """
     counts = as_counts(V, mask=mask)
     K = check_n_components(n_components, counts)
@@ -614,29 +1021,50 @@ def kl_nmf(
     F, N = counts.shape
     solver = _Solver(counts, _layout(counts), priors, K, method)
     if init is not None:
-        starts = [_check_init(init, counts, K, solver.am1_w, solver.am1_h.T)]
+        W0, H0 = _check_init(init, counts, K, solver.am1_w, solver.am1_h.T)
+        if not np.isfinite(_objective(counts, W0, H0, priors)):
+            raise ValueError(
+                "the starting factors give an infinite objective (a zero rate WH where "
+                "V > 0); start from strictly positive factors"
+            )
+        W0, H0, msg = _untrap_start(counts, W0, H0, method, solver.am1_w, solver.am1_h.T)
+        if msg is not None:
+            warnings.warn(msg, TrappedZerosWarning, stacklevel=2)
+        starts = [(W0, H0)]
     else:
         rng = np.random.default_rng(random_seed)
         rngs = [rng, *rng.spawn(n_restarts - 1)] if n_restarts > 1 else [rng]
         starts = [_initial(counts, K, r) for r in rngs]
 
-    def fit(start: tuple[np.ndarray, np.ndarray]) -> KLResult:
-        return _fit_one(solver, start[0], start[1], int(max_iter), float(tol), progress)
-
     # coordinate descent leaves the solver untouched and its sweeps release the GIL:
     # restarts run in threads (on all digits, K = 10, four restarts 2.6 s -> 1.35 s on
     # 2 cores); the multiplicative updates reuse the solver's buffers, so one at a time
-    workers = min(len(starts), os.cpu_count() or 1) if method == "cd" and not progress else 1
+    threads = _n_threads(n_jobs) if method == "cd" else 1
+    workers = min(len(starts), threads) if not progress else 1
+    per_fit = max(1, threads // workers)
+
+    def fit(start: tuple[np.ndarray, np.ndarray]) -> tuple[KLResult, bool]:
+        W0, H0 = start
+        return _fit_one(solver, W0, H0, int(max_iter), float(tol), progress, per_fit)
+
     if workers > 1:
         with ThreadPoolExecutor(max_workers=workers) as ex:
             results = list(ex.map(fit, starts))
     else:
         results = [fit(st) for st in starts]
-    best: KLResult | None = None
-    for res in results:
-        if best is None or res.objective < best.objective:
-            best = res
-    assert best is not None
+    best, refused = min(results, key=lambda r: r[0].objective)
+    dead = np.flatnonzero(_dead(best.W, best.H))
+    if refused and priors is None and dead.size:
+        # without priors a restart leaves J unchanged and every sweep step lowers it,
+        # so a refused restart means the fit is stuck (with priors, fewer live
+        # components can be the optimum: the penalty may outweigh the data)
+        warnings.warn(
+            f"kl_nmf ({method}) ended with dead component(s) {dead.tolist()} (zero columns "
+            "of W or rows of H) that a restart did not revive: try other starts "
+            "(n_restarts) or a smaller K",
+            TrappedZerosWarning,
+            stacklevel=2,
+        )
     if not best.converged:
         warnings.warn(
             f"kl_nmf ({method}) stopped at max_iter={max_iter} before the relative decrease "
