@@ -458,3 +458,22 @@ def check_replay(old: Any, new: Any) -> None:
             UserWarning,
             stacklevel=3,
         )
+
+
+def budget_advice(attrs: Any) -> str:
+    """Return what to do when a run stopped unclean at its budget (for diagnose).
+
+    Returns ``""`` for runs that did not stop at a budget (or carry no record).
+    """
+    try:
+        stop = json.loads(attrs["stopping"])
+    except (KeyError, TypeError, ValueError):
+        return ""
+    if stop.get("reason") not in ("max_draws", "max_time"):
+        return ""
+    d = int(stop["draws_per_chain"])
+    return (
+        f"; the run stopped at its budget ({stop['reason']}, {d} draws per chain): continue "
+        f"its chains with sample_posterior(V, K, resume=idata, max_draws={2 * d}) or "
+        f"poisson-nmf fit DATA --resume FIT --max-draws {2 * d}"
+    )

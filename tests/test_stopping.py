@@ -1,0 +1,109 @@
+"""The stopping rule of sample_posterior (draws=None) and resume."""
+
+import json
+
+import numpy as np
+import pytest
+
+import poisson_nmf as pnmf
+from poisson_nmf.stopping import StoppingRule
+from tests.conftest import named_rng
+
+# tiny and fast: 2 chains of a 10 x 8 table, K = 2, one warm-up stage (tune < 300)
+TINY = {"tune": 150, "chains": 2, "pointwise_draws": 0}
+NEVER = {"target_ess": 1e9}  # an ESS no run reaches: the rule runs to its budget
+
+
+@pytest.fixture(scope="module")
+def counts():
+    rng = named_rng("test_stopping")
+    return rng.poisson(rng.gamma(2.0, 1.0, (10, 2)) @ rng.gamma(2.0, 2.0, (2, 8)))
+
+
+@pytest.fixture(scope="module")
+def clean(counts):
+    return pnmf.sample_posterior(counts, 2, random_seed=4, target_ess=200, **TINY)
+
+
+def test_rule_thresholds_are_diagnoses():
+    # diagnose fails ESS below 100 per chain: the rule never asks for less
+    assert StoppingRule(target_ess=400, chains=8).ess_min == 800
+    assert StoppingRule(target_ess=400, chains=2).ess_min == 400
+    rule = StoppingRule(max_draws=1200, check_every=500)
+    assert rule.checkpoints() == [500, 1000, 1200]
+    # a resumed run of 1000 draws is checked only after them
+    assert StoppingRule(max_draws=1200, check_every=500, start=1000).checkpoints() == [1200]
+
+
+def test_stops_when_clean(clean):
+    stop = json.loads(clean.attrs["stopping"])
+    assert stop["rule"] == "until_clean" and stop["reason"] == "clean"
+    d = clean["posterior"].sizes["draw"]
+    assert d == stop["draws_per_chain"] and d % 500 == 0 and d < 4000
+    assert stop["checks"][-1]["clean"] and not any(c["clean"] for c in stop["checks"][:-1])
+    # what stopped clean passes diagnose's sampling checks (one definition of both)
+    checks = {c.name: c for c in pnmf.diagnose(clean).checks}
+    assert all(checks[k].passed for k in ("r_hat", "ess_bulk", "ess_tail"))
+    assert checks["ess_bulk"].value >= 200
+
+
+def test_same_draws_as_explicit_draws(counts, clean):
+    # the kept draws are a prefix of one run: stopping at d keeps exactly draws=d's draws
+    d = clean["posterior"].sizes["draw"]
+    fixed = pnmf.sample_posterior(counts, 2, random_seed=4, draws=d, **TINY)
+    np.testing.assert_array_equal(fixed["posterior"]["W"].values, clean["posterior"]["W"].values)
+    np.testing.assert_array_equal(fixed["posterior"]["H"].values, clean["posterior"]["H"].values)
+    assert json.loads(fixed.attrs["stopping"]) == {
+        "rule": "fixed", "reason": "fixed", "draws_per_chain": d, "resumed_from": None,
+    }  # fmt: skip
+
+
+def test_stops_at_max_draws_and_says_so(counts):
+    tree = pnmf.sample_posterior(counts, 2, random_seed=5, max_draws=120, **NEVER, **TINY)
+    stop = json.loads(tree.attrs["stopping"])
+    assert stop["reason"] == "max_draws" and stop["draws_per_chain"] == 120
+    assert tree["posterior"].sizes["draw"] == 120
+    diag = pnmf.diagnose(tree)
+    assert "resume" in str(diag)
+
+
+def test_pausing_chains_does_not_change_draws(counts):
+    # 3 chains on 1 core: chains wait, paused, for their turn; the draws are the same
+    kw = {**TINY, "chains": 3, "max_draws": 80, **NEVER}
+    one = pnmf.sample_posterior(counts, 2, random_seed=6, cores=1, **kw)
+    three = pnmf.sample_posterior(counts, 2, random_seed=6, cores=3, **kw)
+    np.testing.assert_array_equal(one["posterior"]["H"].values, three["posterior"]["H"].values)
+
+
+def test_resume_continues_a_stopped_run(counts, tmp_path):
+    first = pnmf.sample_posterior(counts, 2, random_seed=8, max_draws=60, **NEVER, **TINY)
+    path = pnmf.save_fit(first, tmp_path / "fit.nc")
+    # settings come from the stored run (its tune, chains, seed), across a netCDF file
+    more = pnmf.sample_posterior(
+        counts, 2, resume=pnmf.load_fit(path), max_draws=130, pointwise_draws=0, **NEVER
+    )
+    stop = json.loads(more.attrs["stopping"])
+    assert stop["resumed_from"] == 60 and stop["draws_per_chain"] == 130
+    W = more["posterior"]["W"].values
+    np.testing.assert_array_equal(W[:, :60], first["posterior"]["W"].values)
+    # the same chains going on: a run of 130 draws from the start holds the same draws
+    whole = pnmf.sample_posterior(counts, 2, random_seed=8, draws=130, **TINY)
+    np.testing.assert_array_equal(W, whole["posterior"]["W"].values)
+
+
+def test_bad_stopping_arguments(counts, clean):
+    with pytest.raises(ValueError, match="target_rhat must be > 1"):
+        pnmf.sample_posterior(counts, 2, target_rhat=1.0)
+    with pytest.raises(ValueError, match="max_draws must be a positive integer"):
+        pnmf.sample_posterior(counts, 2, max_draws=0)
+    with pytest.raises(ValueError, match="max_time must be None"):
+        pnmf.sample_posterior(counts, 2, max_time=-1)
+    with pytest.raises(ValueError, match="needs sampler='nutpie'"):
+        pnmf.sample_posterior(counts, 2, sampler="pymc")
+    d = clean["posterior"].sizes["draw"]
+    with pytest.raises(ValueError, match=f"resume holds {d} draws per chain"):
+        pnmf.sample_posterior(counts, 2, resume=clean, max_draws=d)
+    with pytest.raises(ValueError, match="V \\(or its mask\\) differs"):
+        pnmf.sample_posterior(counts + 1, 2, resume=clean, max_draws=d + 100)
+    with pytest.raises(TypeError, match="resume must be a tree"):
+        pnmf.sample_posterior(counts, 2, resume={"a": 1})  # type: ignore[arg-type]
