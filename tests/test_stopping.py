@@ -75,6 +75,13 @@ def test_pausing_chains_does_not_change_draws(counts):
     np.testing.assert_array_equal(one["posterior"]["H"].values, three["posterior"]["H"].values)
 
 
+def test_sampling_during_checks_does_not_change_draws(counts, clean, monkeypatch):
+    # the chains go on during a slow check (scheduling only): the kept draws are the same
+    monkeypatch.setattr("poisson_nmf.stopping.OVERLAP_AFTER_S", -1.0)
+    again = pnmf.sample_posterior(counts, 2, random_seed=4, target_ess=200, **TINY)
+    np.testing.assert_array_equal(again["posterior"]["H"].values, clean["posterior"]["H"].values)
+
+
 def test_resume_continues_a_stopped_run(counts, tmp_path):
     first = pnmf.sample_posterior(counts, 2, random_seed=8, max_draws=60, **NEVER, **TINY)
     path = pnmf.save_fit(first, tmp_path / "fit.nc")

@@ -1685,7 +1685,10 @@ def sample_posterior(
         ``H``. ``attrs``: ``settings`` (JSON, with the seed), ``modes`` (JSON of
         :class:`ModeReport`), ``normalize``, ``sampling_time_s``, ``total_time_s``,
         ``map_objective``, ``sampler`` (JSON: the warm-up's first stage, the number of
-        long directions learned, the ridge factors).
+        long directions learned, the ridge factors), ``stopping`` (JSON: ``rule``
+        ``"until_clean"`` or ``"fixed"``, the thresholds, ``reason`` ``"clean"``,
+        ``"max_draws"``, ``"max_time"`` or ``"fixed"``, ``draws_per_chain``,
+        ``resumed_from`` and each check's slowest entry).
 
     Warns
     -----

@@ -20,7 +20,9 @@ do not remove them); diagnose still reports them.
 Each check aligns only the new block of draws (alignment is draw by draw) and computes
 ArviZ's R-hat and ESS on all draws so far: cheap on small tables, but on all digits
 (18,580 entries) about two minutes per check on 2 cores (``arviz_stats`` loops over
-entries), which is why checkpoints are ``check_every`` = 500 draws apart.
+entries), which is why checkpoints are ``check_every`` = 500 draws apart, and why
+after a check that took more than ``OVERLAP_AFTER_S`` the chains go on sampling during
+the next one (draws past a stop are discarded; the kept ones are the same).
 
 Memory: nutpie holds the draws of (log W, log H) of each chain, up to ``max_draws`` per
 chain (8 bytes x chains x max_draws x (F + N) K), and the rule an aligned copy of the
@@ -33,7 +35,7 @@ import json
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -48,6 +50,10 @@ __all__ = ["ConvergenceMonitor", "StoppingRule", "run_until"]
 CHECK_EVERY = 500
 #: default budget of draws per chain
 MAX_DRAWS = 4000
+#: a check that took longer than this (seconds) lets the chains go on during the next
+#: (scheduling only: the draws are the same either way); on small tables a check takes a
+#: fraction of a second and the chains' overshoot past a stop would cost more
+OVERLAP_AFTER_S = 2.0
 #: diagnose's smallest ESS per chain (``poisson_nmf.diagnostics.THRESHOLDS``)
 _DIAGNOSE_ESS_PER_CHAIN = 100.0
 
@@ -147,6 +153,7 @@ class ConvergenceMonitor:
     t0: float = field(default_factory=time.perf_counter)
     checks: list[dict[str, Any]] = field(default_factory=list)
     reason: str = ""
+    last_check_s: float = 0.0
     _W: list[list[np.ndarray]] = field(default_factory=list)
     _H: list[list[np.ndarray]] = field(default_factory=list)
 
@@ -178,7 +185,9 @@ class ConvergenceMonitor:
         self.add(blocks)
         if draws <= self.rule.start:  # replayed draws of a resumed run: known not clean
             return False
+        t = time.perf_counter()
         s = self.rule.summarize(self.posterior())
+        self.last_check_s = time.perf_counter() - t
         self.checks.append(
             {
                 "draws": int(draws),
@@ -285,8 +294,6 @@ def run_until(
 
         return cb
 
-    from dataclasses import replace
-
     try:
         for c in range(C):
             model = replace(base, initial_point_func=lambda seed, y0=starts[c]: y0.copy())
@@ -297,24 +304,27 @@ def run_until(
             if c >= cores:
                 s.pause()
                 paused[c] = True
+
+        def schedule(target: int) -> bool:
+            """Run at most ``cores`` chains short of ``target``, pause the rest; any left."""
+            with lock:
+                short = [c for c in range(C) if finished[c] < target]
+            below = [c for c in short if not _is_finished(samplers[c])]
+            run = set(below[:cores])
+            for c in range(C):
+                if c in run and paused[c]:
+                    samplers[c].resume()
+                    paused[c] = False
+                elif c not in run and not paused[c] and not _is_finished(samplers[c]):
+                    samplers[c].pause()
+                    paused[c] = True
+            return bool(below)
+
         prev = 0
         traces: list[Any] = [None] * C
-        for d in rule.checkpoints():
-            target = tune + d
-            while True:
-                with lock:
-                    short = [c for c in range(C) if finished[c] < target]
-                below = [c for c in short if not _is_finished(samplers[c])]
-                run = set(below[:cores])
-                for c in range(C):
-                    if c in run and paused[c]:
-                        samplers[c].resume()
-                        paused[c] = False
-                    elif c not in run and not paused[c] and not _is_finished(samplers[c]):
-                        samplers[c].pause()
-                        paused[c] = True
-                if not below:
-                    break
+        points = rule.checkpoints()
+        for i, d in enumerate(points):
+            while schedule(tune + d):
                 time.sleep(poll)
             blocks = []
             for c in range(C):
@@ -323,6 +333,8 @@ def run_until(
                 if x.shape[0] < d:
                     raise RuntimeError(f"chain {c}: {x.shape[0]} draws at checkpoint {d}")
                 blocks.append(np.array(x[prev:d]))
+            if monitor.last_check_s > OVERLAP_AFTER_S and i + 1 < len(points):
+                schedule(tune + points[i + 1])  # the chains go on while the rule is checked
             stop = monitor(blocks, d)
             kept = d
             prev = d
