@@ -114,3 +114,24 @@ def test_bad_stopping_arguments(counts, clean):
         pnmf.sample_posterior(counts + 1, 2, resume=clean, max_draws=d + 100)
     with pytest.raises(TypeError, match="resume must be a tree"):
         pnmf.sample_posterior(counts, 2, resume={"a": 1})  # type: ignore[arg-type]
+
+
+@pytest.mark.slow
+def test_posterior_suite_runs_quick(tmp_path):
+    """benchmarks/posterior_suite.py --quick end to end: a row per problem, both samplers."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).parents[1] / "benchmarks" / "posterior_suite.py"
+    out = tmp_path / "rows.json"
+    proc = subprocess.run(
+        [sys.executable, str(path), "--quick", "--json", str(out)],
+        capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = json.loads(out.read_text())
+    assert [r["problem"] for r in rows] == ["model_12x15", "planted_12x15", "tiny_4x5_k1"]
+    # the planted and tiny problems are easy: clean at the quick settings, for both
+    for r in rows[1:]:
+        assert r["sp_clean"] and r["peer_clean"], r
