@@ -67,6 +67,15 @@ def test_stops_at_max_draws_and_says_so(counts):
     assert "resume" in str(diag)
 
 
+def test_stops_at_max_time_at_its_next_check(counts):
+    # a time budget already spent stops the run at its first check, and says why
+    tree = pnmf.sample_posterior(
+        counts, 2, random_seed=5, max_draws=1000, max_time=1e-6, **NEVER, **TINY
+    )
+    stop = json.loads(tree.attrs["stopping"])
+    assert (stop["reason"], stop["draws_per_chain"], stop["max_time"]) == ("max_time", 500, 1e-6)
+
+
 def test_pausing_chains_does_not_change_draws(counts):
     # 3 chains on 1 core: chains wait, paused, for their turn; the draws are the same
     kw = {**TINY, "chains": 3, "max_draws": 80, **NEVER}
