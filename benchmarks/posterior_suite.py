@@ -162,17 +162,17 @@ def run_peer(V, p, priors, seed, settings, ref):
 
     from poisson_nmf.align import align_factors
     from poisson_nmf.data import as_counts
-    from poisson_nmf.kl import kl_nmf
     from poisson_nmf.model import build_model
-    from poisson_nmf.sample import _Density, _fill_zeros
+    from poisson_nmf.sample import _Density, _fill_zeros, _map_start
 
     t0 = time.perf_counter()
-    fit = kl_nmf(V, p.K, priors=priors, random_seed=seed, n_restarts=4, tol=1e-6)
     counts = as_counts(V)
+    # the MAP sample_posterior starts at (KL-NMF without priors where a shape is < 1)
+    W0, H0, _ = _map_start(counts, p.K, priors, np.random.default_rng(seed), {}, 4)
     dens = _Density.build(counts, p.K, priors)
-    x0 = dens.pack(*_fill_zeros(counts, fit.W, fit.H, dens))
+    x0 = dens.pack(*_fill_zeros(counts, W0, H0, dens))
     compiled = nutpie.compile_pymc_model(build_model(V, p.K, priors=priors, likelihood="dense"))
-    parts = {"W_log__": x0[: fit.W.size], "H_log__": x0[fit.W.size :]}
+    parts = {"W_log__": x0[: W0.size], "H_log__": x0[W0.size :]}
     start = np.concatenate([parts[n] for n in compiled.shape_info[0] if n in parts])
     compiled = dataclasses.replace(compiled, initial_point_func=lambda _: start.copy())
     tr = nutpie.sample(compiled, draws=settings["draws"],
