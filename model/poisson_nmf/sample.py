@@ -1153,7 +1153,8 @@ def _run_nutpie(
         done = t1 + d1
         div1 = sum(int(st["diverging"].values.sum()) for _, st in first)
         del first
-        info["warmup_stage1"] = {"tune": t1, "draws": d1, "divergences": div1}
+        info["warmup_stage1"] = {"tune": t1, "draws": d1}
+        info["warmup_stage1_divergences"] = div1
     info["long_directions"] = int(coords.c.size)
     info["ridge_beta"] = [round(float(b), 3) for b in coords.beta]
     ys = [coords.to_y(x0) for x0 in starts]
