@@ -144,3 +144,22 @@ def test_posterior_suite_runs_quick(tmp_path):
     # the planted and tiny problems are easy: clean at the quick settings, for both
     for r in rows[1:]:
         assert r["sp_clean"] and r["peer_clean"], r
+
+
+@pytest.mark.slow
+def test_sbc_through_the_stopping_rule(capsys):
+    """SBC of sample_posterior at draws=None: the run length depends on the draws.
+
+    Optional stopping makes each run's length depend on its draws, which SBC's rank
+    argument does not cover (it assumes a length fixed in advance); a failure here would
+    say the rule biases the kept draws enough to be seen in 100 simulations. The
+    problem and thresholds are test_calibration's; the rule checks every 500 draws.
+    """
+    from poisson_nmf.calibration import default_sampler
+    from tests.test_calibration import SLOW_SIMS, sbc, show
+
+    sampler = default_sampler(draws=None, tune=300, chains=2, max_draws=2000)
+    res = sbc(SLOW_SIMS, sampler, "sbc_rule")
+    with capsys.disabled():
+        print(show(f"SBC through the stopping rule, {SLOW_SIMS} simulations", res))
+    assert res.passed, res.failed
