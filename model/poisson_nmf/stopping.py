@@ -54,8 +54,6 @@ MAX_DRAWS = 4000
 #: (scheduling only: the draws are the same either way); on small tables a check takes a
 #: fraction of a second and the chains' overshoot past a stop would cost more
 OVERLAP_AFTER_S = 2.0
-#: diagnose's smallest ESS per chain (``poisson_nmf.diagnostics.THRESHOLDS``)
-_DIAGNOSE_ESS_PER_CHAIN = 100.0
 
 
 @dataclass(frozen=True)
@@ -92,7 +90,9 @@ class StoppingRule:
     @property
     def ess_min(self) -> float:
         """The ESS threshold used: ``max(target_ess, 100 x chains)`` (diagnose's floor)."""
-        return max(float(self.target_ess), _DIAGNOSE_ESS_PER_CHAIN * self.chains)
+        from .diagnostics import THRESHOLDS  # here: diagnostics imports this module
+
+        return max(float(self.target_ess), THRESHOLDS["ess_per_chain"] * self.chains)
 
     def checkpoints(self) -> list[int]:
         """Draws per chain at which the rule is checked, the last being ``max_draws``."""
