@@ -63,6 +63,27 @@ def test_fit_writes_the_report(tmp_path, digits_csv, capsys):
     assert json.loads(fit.attrs["settings"])["draws"] == 60
 
 
+def test_fit_stops_at_its_budget_and_resumes(tmp_path, digits_csv, capsys):
+    # no --draws: draw until clean; 40 draws of 2 chains cannot reach ESS 400, so the
+    # run stops at --max-draws, says how to go on, and --resume continues its chains
+    base = ["fit", str(digits_csv), "-k", "2", "--tune", "60", "--chains", "2"]
+    base += ["--pointwise-draws", "0"]
+    first = tmp_path / "first"
+    assert main([*base, "--max-draws", "40", "--out", str(first)]) == 0
+    text = capsys.readouterr().out
+    assert "--resume FIT --max-draws 80" in text
+    stop = json.loads(pnmf.load_fit(first / "fit.nc").attrs["stopping"])
+    assert (stop["reason"], stop["draws_per_chain"]) == ("max_draws", 40)
+    more = tmp_path / "more"
+    args = [*base, "--max-draws", "80", "--resume", str(first / "fit.nc"), "--out", str(more)]
+    assert main(args) == 0
+    fit = pnmf.load_fit(more / "fit.nc")
+    stop = json.loads(fit.attrs["stopping"])
+    assert (stop["resumed_from"], stop["draws_per_chain"]) == (40, 80)
+    old = pnmf.load_fit(first / "fit.nc")["posterior"]["H"].values
+    np.testing.assert_array_equal(fit["posterior"]["H"].values[:, :40], old)
+
+
 def test_report_rerenders_without_refitting(tmp_path, capsys):
     src = save_fit(short_fit(), tmp_path / "src" / "fit.nc")
     out = tmp_path / "again"

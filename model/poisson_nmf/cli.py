@@ -247,20 +247,28 @@ def _sample_and_report(
     cmp: Any = None,
     image_shape: Sequence[int] | None = None,
 ) -> tuple[Any, Path]:
+    from .io import load_fit
     from .sample import sample_posterior
 
     bar.step("posterior")
     if getattr(args, "method", "nuts") == "vi":
         bar.detail("mean-field variational approximation")
-        # --draws at its default leaves VI its own default (sample_vi); --tune and
-        # --chains other than their defaults are refused there (NUTS only)
+        # --draws unset leaves VI its own default (sample_vi); --tune and --chains
+        # other than their defaults are refused there (NUTS only)
         idata = sample_posterior(
             counts, K, priors=priors, method="vi", draws=args.draws, tune=args.tune,
             chains=args.chains, random_seed=args.seed, pointwise_draws=args.pointwise_draws,
         )  # fmt: skip
         bar.step("diagnostics")
         return _diagnose_and_report(idata, args, bar, cmp, image_shape)
-    bar.detail(f"{args.chains} chains x {args.tune} + {args.draws} steps")
+    resume = getattr(args, "resume", None)
+    if resume is not None:
+        bar.detail(f"continuing {resume}'s chains")
+        resume = load_fit(resume)
+    elif args.draws is None:
+        bar.detail(f"{args.chains} chains x {args.tune} + up to {args.max_draws} steps")
+    else:
+        bar.detail(f"{args.chains} chains x {args.tune} + {args.draws} steps")
     idata = sample_posterior(
         counts,
         K,
@@ -268,6 +276,8 @@ def _sample_and_report(
         draws=args.draws,
         tune=args.tune,
         chains=args.chains,
+        max_draws=args.max_draws,
+        resume=resume,
         random_seed=args.seed,
         pointwise_draws=args.pointwise_draws,
         progress=bar.detail if bar.shown else False,
@@ -347,7 +357,7 @@ def _demo(args: argparse.Namespace) -> int:
             counts, K, priors, args, bar, cmp=cmp, image_shape=digits.attrs["image_shape"]
         )
     print(
-        f"posterior: {args.chains} chains x {args.draws} draws, Gamma(1, 1) priors; "
+        f"posterior: {diag.n_chains} chains x {diag.n_draws} draws, Gamma(1, 1) priors; "
         f"whole job {time.perf_counter() - t0:.0f} s"
     )
     print(diag)
@@ -503,10 +513,16 @@ def _report(args: argparse.Namespace) -> int:
 # the parser
 
 
-def _sampling_options(p: argparse.ArgumentParser, draws: int, tune: int, chains: int,
+def _sampling_options(p: argparse.ArgumentParser, tune: int, chains: int,
                       pointwise: int) -> None:  # fmt: skip
-    p.add_argument("--draws", type=_positive_int, default=draws, metavar="N",
-                   help=f"draws kept per chain (default {draws})")  # fmt: skip
+    from .stopping import MAX_DRAWS
+
+    p.add_argument("--draws", type=_positive_int, default=None, metavar="N",
+                   help="exactly N draws per chain (default: draw until every entry has "
+                   "R-hat <= 1.01 and ESS >= 400, checked every 500 draws, at most "
+                   "--max-draws)")  # fmt: skip
+    p.add_argument("--max-draws", type=_positive_int, default=MAX_DRAWS, metavar="N",
+                   help=f"most draws per chain without --draws (default {MAX_DRAWS})")  # fmt: skip
     p.add_argument("--tune", type=_positive_int, default=tune, metavar="N",
                    help=f"tuning steps per chain (default {tune})")  # fmt: skip
     p.add_argument("--chains", type=_positive_int, default=chains, metavar="N",
@@ -541,9 +557,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="number of components (default 4)")  # fmt: skip
     d.add_argument("--rows", type=_count, default=200, metavar="N",
                    help="use the first N images (default 200; 0 = all 1797)")  # fmt: skip
-    # enough draws that every sampling check passes at seed 0 (R-hat <= 1.01 on every
-    # entry needs about this many); figures in benchmarks/README.md
-    _sampling_options(d, draws=1500, tune=1000, chains=4, pointwise=200)
+    # draws until clean (R-hat <= 1.01 on all 1056 entries needed ~1500 draws per chain
+    # with seed 0); 1-2 minutes of sampling on 2 cores
+    _sampling_options(d, tune=1000, chains=4, pointwise=200)
     d.set_defaults(func=_demo)
 
     f = sub.add_parser(
@@ -570,7 +586,11 @@ def _parser() -> argparse.ArgumentParser:
                    help="nuts: exact posterior draws (default); vi: a mean-field variational "
                    "approximation, fast on large tables, its intervals too narrow (the report "
                    "says by how much it is off: PSIS k-hat)")  # fmt: skip
-    _sampling_options(f, draws=1000, tune=1000, chains=4, pointwise=500)
+    _sampling_options(f, tune=1000, chains=4, pointwise=500)
+    f.add_argument("--resume", default=None, metavar="FIT",
+                   help="continue the chains of a saved fit (fit.nc of a run stopped at its "
+                   "budget) on the same DATA, to --max-draws (or --draws); its priors, "
+                   "tuning, chains and seed are used")  # fmt: skip
     f.set_defaults(func=_fit)
 
     c = sub.add_parser(

@@ -63,6 +63,7 @@ import pandas as pd
 import xarray as xr
 
 from .convergence import entry_table, summarize_convergence
+from .stopping import budget_advice
 
 __all__ = ["THRESHOLDS", "Check", "Diagnosis", "diagnose", "entry_label"]
 
@@ -369,7 +370,7 @@ def _sampling_checks(
         f"; {conv.n_undefined} entries vary but have no finite R-hat or ESS (non-finite draws?)"
         if conv.n_undefined
         else ""
-    )
+    ) + budget_advice(idata.attrs)
     checks.append(
         Check(
             "r_hat", "R-hat (rank-normalised), largest over entries", conv.worst_r_hat,

@@ -49,6 +49,7 @@ class SamplingProgress:
         self._done = np.zeros(chains, dtype=np.int64)
         self._div = np.zeros(chains, dtype=np.int64)
         self._phase = "sampling"
+        self._status = ""
         self._lock = threading.Lock()
         self._emit: Callable[[str], None] | None = None
         self._bar: Any = None
@@ -95,7 +96,7 @@ class SamplingProgress:
         return (
             f"sampling {self.done}/{self.total} iterations, {self.divergences} "
             f"divergence{'' if self.divergences == 1 else 's'}"
-        )
+        ) + (f"; {self._status}" if self._status else "")
 
     def update(self, chain: int, done: int, divergences: int | None = None) -> None:
         """Set chain ``chain``'s iterations done (and its kept draws' divergences)."""
@@ -123,6 +124,12 @@ class SamplingProgress:
 
         return callback
 
+    def status(self, text: str) -> None:
+        """Show ``text`` beside the count (the stopping rule's slowest entry, for example)."""
+        with self._lock:
+            self._status = text
+            self._show()
+
     def phase(self, label: str) -> None:
         """Show the step under way; ``"sampling"`` shows the iterations again."""
         with self._lock:
@@ -134,7 +141,8 @@ class SamplingProgress:
     def _show(self) -> None:
         if self._bar is not None:
             self._bar.n = self.done
-            self._bar.set_postfix_str(f"{self.divergences} div", refresh=False)
+            post = f"{self.divergences} div" + (f", {self._status}" if self._status else "")
+            self._bar.set_postfix_str(post, refresh=False)
             self._bar.refresh()
         elif self._emit is not None:
             text = self.line()

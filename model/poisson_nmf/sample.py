@@ -111,6 +111,7 @@ from .exceptions import MultipleModesWarning
 from .numba_cache import ensure_fresh
 from .priors import GammaPriors
 from .progress import ProgressArg, SamplingProgress
+from .stopping import MAX_DRAWS as _MAX_DRAWS
 from .vecmath import FAST as _FAST
 from .vecmath import fexp, flog, flog_t
 
@@ -1109,8 +1110,13 @@ def _run_nutpie(
     info: dict,
     single: bool = False,
     progress: SamplingProgress | None = None,
+    monitor: Any = None,
 ) -> list[tuple[np.ndarray, np.ndarray, xr.Dataset]]:
-    """Run the chains; ``info`` receives the warm-up stages and the learned rank."""
+    """Run the chains; ``info`` receives the warm-up stages and the learned rank.
+
+    ``monitor`` (a :class:`poisson_nmf.stopping.ConvergenceMonitor`): the kept draws are
+    drawn until it says stop (``draws`` is then ignored; see :mod:`poisson_nmf.stopping`).
+    """
     # imported here, in the calling thread: nutpie converts each chain's trace with
     # arviz_base, whose first import inside a worker thread inspects the whole deep
     # stack (slow)
@@ -1135,20 +1141,34 @@ def _run_nutpie(
         seeds = [(s * 7919 + 1) % (2**31 - 1) for s in seeds]
         tune -= t1 + d1
         done = t1 + d1
+        div1 = sum(int(st["diverging"].values.sum()) for _, st in first)
         del first
         info["warmup_stage1"] = {"tune": t1, "draws": d1}
+        info["warmup_stage1_divergences"] = div1
     info["long_directions"] = int(coords.c.size)
     info["ridge_beta"] = [round(float(b), 3) for b in coords.beta]
     ys = [coords.to_y(x0) for x0 in starts]
     model = _compile_nutpie(dens, ys[0], coords, single)
     info["kernel"] = "float32" if model.user_data[_UD_SINGLE] else "float64"
-    runs = _run_chains(model, ys, seeds, draws, tune, cores, kw, progress, done, True)
+    if monitor is None:
+        runs = _run_chains(model, ys, seeds, draws, tune, cores, kw, progress, done, True)
+    else:
+        from .stopping import run_until
+
+        runs = run_until(model, ys, seeds, tune, cores, kw, monitor, progress, done)
+        draws = runs[0][0].shape[0]
     out = []
     for x, st in runs:
         W = np.exp(x[:, :nW]).reshape(draws, F, K)
         H = np.exp(x[:, nW:]).reshape(draws, K, N)
         out.append((W, H, st))
     return out
+
+
+def _unpack_draws(x: np.ndarray, F: int, N: int, K: int) -> tuple[np.ndarray, np.ndarray]:
+    """Draws of x = (log W, log H), shape (d, n), as W (d, F, K) and H (d, K, N)."""
+    d = x.shape[0]
+    return np.exp(x[:, : F * K]).reshape(d, F, K), np.exp(x[:, F * K :]).reshape(d, K, N)
 
 
 def _run_chains(
@@ -1466,6 +1486,49 @@ def _pointwise(
 # the public entry point
 
 
+def _replay_seed(random_seed: Any) -> int | None:
+    """Return the int seed a run can be replayed from: the seed, or a fresh one for None."""
+    if isinstance(random_seed, int | np.integer) and not isinstance(random_seed, bool):
+        return int(random_seed)
+    if random_seed is None:
+        return int(np.random.SeedSequence().generate_state(2, np.uint32).view(np.uint64)[0] >> 1)
+    return None  # a Generator or SeedSequence: not replayable
+
+
+def _stopping_rule(
+    draws: int | None,
+    sampler: str,
+    target_rhat: Any,
+    target_ess: Any,
+    max_draws: Any,
+    max_time: Any,
+    chains: int,
+) -> Any:
+    """Return the stopping rule of ``draws=None`` (None for an explicit number of draws)."""
+    from .stopping import StoppingRule, check_rule_args
+
+    check_rule_args(target_rhat, target_ess, max_draws, max_time)
+    if draws is not None:
+        return None
+    if sampler != "nutpie":
+        raise ValueError(
+            "draws=None (sample until clean) needs sampler='nutpie'; give sampler='pymc' "
+            "an explicit number of draws"
+        )
+    return StoppingRule(
+        float(target_rhat), float(target_ess), int(chains), int(max_draws),
+        None if max_time is None else float(max_time),
+    )  # fmt: skip
+
+
+def _stopping_record(monitor: Any, draws: int, resumed_from: int | None) -> str:
+    from .stopping import fixed_record
+
+    if monitor is None:
+        return fixed_record(draws, resumed_from)
+    return str(monitor.record(draws, resumed_from))
+
+
 def _seed_repr(random_seed: Any) -> Any:
     if random_seed is None or isinstance(random_seed, int | np.integer):
         return None if random_seed is None else int(random_seed)
@@ -1478,9 +1541,14 @@ def sample_posterior(
     *,
     priors: GammaPriors = _DEFAULT_PRIORS,
     method: Literal["nuts", "vi"] = "nuts",
-    draws: int = 1000,
+    draws: int | None = None,
     tune: int = 1000,
     chains: int = 4,
+    target_rhat: float = 1.01,
+    target_ess: float = 400,
+    max_draws: int = _MAX_DRAWS,
+    max_time: float | None = None,
+    resume: xr.DataTree | None = None,
     cores: int | None = None,
     random_seed: Any = None,
     sampler: Literal["nutpie", "pymc"] = "nutpie",
@@ -1513,8 +1581,36 @@ def sample_posterior(
         ``priors``, ``draws`` (default: 1000 or fewer, see there), ``random_seed``,
         ``normalize``, ``mask`` and ``pointwise_draws``, and refuses any argument that
         only means something for NUTS when it is set.
-    draws, tune, chains : int
-        Draws kept and tuning steps per chain, and the number of chains.
+    draws : int or None
+        ``None`` (default): draw until clean (every entry of W and H meets
+        ``target_rhat`` and ``target_ess``) or until ``max_draws`` (or ``max_time``),
+        checked every 500 draws per chain; the same chains go on, without a new
+        warm-up (:mod:`poisson_nmf.stopping`). An int: exactly that many draws per chain.
+        ``attrs["stopping"]`` says which, and why the run stopped.
+    tune, chains : int
+        Tuning steps per chain, and the number of chains.
+    target_rhat, target_ess : float
+        The stopping rule (``draws=None``): rank-normalised R-hat at most
+        ``target_rhat`` and bulk and tail ESS at least ``max(target_ess, 100 x chains)``
+        on every entry, as :func:`poisson_nmf.diagnose` checks them.
+    max_draws : int
+        Budget of draws per chain with ``draws=None`` (default 4000): reproducible, and
+        what memory is planned for (nutpie keeps chains x max_draws x (F + N) K
+        values of 8 bytes).
+    max_time : float, optional
+        Seconds of sampling after which the run stops at its next check, clean or not
+        (``draws=None``). Opt-in: the draws kept then depend on the machine's speed.
+    resume : xarray.DataTree, optional
+        A run of ``sample_posterior`` (or :func:`poisson_nmf.load_fit`) to go on from,
+        on the same ``V`` and ``n_components``: its settings (priors, tune, chains, seed,
+        ...) are used, its chains continued to ``max_draws`` (or ``draws``, which must
+        exceed the draws it holds). nutpie cannot start a chain from a stored step size
+        and mass matrix, so the chains are replayed from the stored seed (the warm-up
+        and the draws held are computed again, exactly, and compared with the stored
+        ones: a :class:`UserWarning` if they differ) and go on from there. It costs
+        the first run's time again; no new warm-up enters the draws. Needs a run seeded
+        with an int or ``None`` (``settings["replay_seed"]``) and started at
+        ``init="map"`` or ``"restarts"``.
     cores : int, optional
         Chains run at the same time (default: ``min(chains, os.cpu_count())``).
     random_seed : int, numpy.random.Generator or None
@@ -1588,7 +1684,10 @@ def sample_posterior(
         ``H``. ``attrs``: ``settings`` (JSON, with the seed), ``modes`` (JSON of
         :class:`ModeReport`), ``normalize``, ``sampling_time_s``, ``total_time_s``,
         ``map_objective``, ``sampler`` (JSON: the warm-up's first stage, the number of
-        long directions learned, the ridge factors).
+        long directions learned, the ridge factors), ``stopping`` (JSON: ``rule``
+        ``"until_clean"`` or ``"fixed"``, the thresholds, ``reason`` ``"clean"``,
+        ``"max_draws"``, ``"max_time"`` or ``"fixed"``, ``draws_per_chain``,
+        ``resumed_from`` and each check's slowest entry).
 
     Warns
     -----
@@ -1603,13 +1702,33 @@ def sample_posterior(
     t_start = time.perf_counter()
     counts = as_counts(V, mask=mask)
     K = check_n_components(n_components, counts)
+    resumed_from = None
+    if resume is not None:
+        from .stopping import resume_settings
+
+        r = resume_settings(resume, counts, K, map_kwargs=map_kwargs, nuts_kwargs=nuts_kwargs)
+        priors, tune, chains, sampler = r.priors, r.tune, r.chains, r.sampler
+        precision = r.precision
+        normalize, init, jitter, random_seed = r.normalize, r.init, r.jitter, r.seed
+        resumed_from = r.draws
+        if (draws if draws is not None else max_draws) <= resumed_from:
+            raise ValueError(
+                f"resume holds {resumed_from} draws per chain: pass a larger "
+                f"{'draws' if draws is not None else 'max_draws'} to continue it"
+            )
     priors = _check_priors(priors)
     _check_normalize(normalize)
     for name, val in (("draws", draws), ("tune", tune), ("chains", chains)):
+        if name == "draws" and val is None:
+            continue
         if isinstance(val, bool) or not isinstance(val, int | np.integer) or val < 1:
             raise ValueError(f"{name} must be a positive integer, got {val!r}")
     if sampler not in ("nutpie", "pymc"):
         raise ValueError(f"sampler must be 'nutpie' or 'pymc', got {sampler!r}")
+    rule = _stopping_rule(draws, sampler, target_rhat, target_ess, max_draws, max_time, chains)
+    if rule is not None:
+        rule = replace(rule, start=resumed_from or 0)
+        draws = rule.max_draws  # the most it can be, for the progress bar
     if precision not in ("single", "double"):
         raise ValueError(f"precision must be 'single' or 'double', got {precision!r}")
     if isinstance(keep, str) and keep not in ("all", "main"):
@@ -1626,12 +1745,14 @@ def sample_posterior(
     map_kwargs = dict(map_kwargs or {})
     nuts_kwargs = dict(nuts_kwargs or {})
     F, N = counts.shape
+    assert draws is not None
     with SamplingProgress(progress, chains, tune + draws) as bar:
         if sampler == "nutpie":
             bar.phase("loading the compiled sampler (compiling it on the first run)")
             _callbacks()  # first: on a cache miss, compiled in another process (precompile)
 
-        rng = np.random.default_rng(random_seed)
+        replay_seed = _replay_seed(random_seed)
+        rng = np.random.default_rng(random_seed if replay_seed is None else replay_seed)
         rng_map, rng_jit, rng_chain, rng_pp = rng.spawn(4)
         seeds = [int(s) for s in rng_chain.integers(0, 2**31 - 1, size=chains)]
         dens = _Density.build(counts, K, priors)
@@ -1673,11 +1794,19 @@ def sample_posterior(
         t_sample = time.perf_counter()
         bar.phase("sampling")
         sampler_info: dict[str, Any] = {}
+        monitor = None
+        if rule is not None:
+            from .stopping import ConvergenceMonitor
+
+            mcoords = {"row": counts.row, "column": counts.column, "component": np.arange(K)}
+            unpack = functools.partial(_unpack_draws, F=F, N=N, K=K)
+            monitor = ConvergenceMonitor(rule, unpack, W_ref, H_ref, normalize, mcoords, bar.status)
         if sampler == "nutpie":
             runs = _run_nutpie(
                 dens, starts, seeds, draws, tune, cores, nuts_kwargs, sampler_info,
-                single=precision == "single", progress=bar,
+                single=precision == "single", progress=bar, monitor=monitor,
             )  # fmt: skip
+            draws = runs[0][0].shape[0]
         else:
             kw = {"progressbar": bar.shows_bar, **nuts_kwargs}
             runs = _run_pymc(counts, dens, priors, starts, seeds, draws, tune, cores, kw)
@@ -1785,6 +1914,7 @@ def sample_posterior(
             "keep": keep if isinstance(keep, str) else [int(c) for c in keep],
             "pointwise_draws": pointwise_draws,
             "random_seed": _seed_repr(random_seed),
+            "replay_seed": replay_seed,
             "chain_seeds": seeds,
             "map_kwargs": {k: repr(v) for k, v in map_kwargs.items()},
             "nuts_kwargs": {k: repr(v) for k, v in nuts_kwargs.items()},
@@ -1798,6 +1928,7 @@ def sample_posterior(
             "map_objective": obj,
             "sampling_time_s": sampling_time,
             "sampler": json.dumps(sampler_info),
+            "stopping": _stopping_record(monitor, draws, resumed_from),
             "inference_library": sampler,
             "poisson_nmf_version": __version__,
         }
@@ -1806,6 +1937,10 @@ def sample_posterior(
         elif not isinstance(keep, str):
             tree = select_chains(tree, keep)
         tree.attrs["total_time_s"] = time.perf_counter() - t_start
+        if resume is not None:
+            from .stopping import check_replay
+
+            check_replay(resume, tree)
         return tree
 
 

@@ -1,0 +1,165 @@
+"""The stopping rule of sample_posterior (draws=None) and resume."""
+
+import json
+
+import numpy as np
+import pytest
+
+import poisson_nmf as pnmf
+from poisson_nmf.stopping import StoppingRule
+from tests.conftest import named_rng
+
+# tiny and fast: 2 chains of a 10 x 8 table, K = 2, one warm-up stage (tune < 300)
+TINY = {"tune": 150, "chains": 2, "pointwise_draws": 0}
+NEVER = {"target_ess": 1e9}  # an ESS no run reaches: the rule runs to its budget
+
+
+@pytest.fixture(scope="module")
+def counts():
+    rng = named_rng("test_stopping")
+    return rng.poisson(rng.gamma(2.0, 1.0, (10, 2)) @ rng.gamma(2.0, 2.0, (2, 8)))
+
+
+@pytest.fixture(scope="module")
+def clean(counts):
+    return pnmf.sample_posterior(counts, 2, random_seed=4, target_ess=200, **TINY)
+
+
+def test_rule_thresholds_are_diagnoses():
+    # diagnose fails ESS below 100 per chain: the rule never asks for less
+    assert StoppingRule(target_ess=400, chains=8).ess_min == 800
+    assert StoppingRule(target_ess=400, chains=2).ess_min == 400
+    rule = StoppingRule(max_draws=1200, check_every=500)
+    assert rule.checkpoints() == [500, 1000, 1200]
+    # a resumed run of 1000 draws is checked only after them
+    assert StoppingRule(max_draws=1200, check_every=500, start=1000).checkpoints() == [1200]
+
+
+def test_stops_when_clean(clean):
+    stop = json.loads(clean.attrs["stopping"])
+    assert stop["rule"] == "until_clean" and stop["reason"] == "clean"
+    d = clean["posterior"].sizes["draw"]
+    assert d == stop["draws_per_chain"] and d % 500 == 0 and d < 4000
+    assert stop["checks"][-1]["clean"] and not any(c["clean"] for c in stop["checks"][:-1])
+    # what stopped clean passes diagnose's sampling checks (one definition of both)
+    checks = {c.name: c for c in pnmf.diagnose(clean).checks}
+    assert all(checks[k].passed for k in ("r_hat", "ess_bulk", "ess_tail"))
+    assert checks["ess_bulk"].value >= 200
+
+
+def test_same_draws_as_explicit_draws(counts, clean):
+    # the kept draws are a prefix of one run: stopping at d keeps exactly draws=d's draws
+    d = clean["posterior"].sizes["draw"]
+    fixed = pnmf.sample_posterior(counts, 2, random_seed=4, draws=d, **TINY)
+    np.testing.assert_array_equal(fixed["posterior"]["W"].values, clean["posterior"]["W"].values)
+    np.testing.assert_array_equal(fixed["posterior"]["H"].values, clean["posterior"]["H"].values)
+    assert json.loads(fixed.attrs["stopping"]) == {
+        "rule": "fixed", "reason": "fixed", "draws_per_chain": d, "resumed_from": None,
+    }  # fmt: skip
+
+
+def test_stops_at_max_draws_and_says_so(counts):
+    tree = pnmf.sample_posterior(counts, 2, random_seed=5, max_draws=120, **NEVER, **TINY)
+    stop = json.loads(tree.attrs["stopping"])
+    assert stop["reason"] == "max_draws" and stop["draws_per_chain"] == 120
+    assert tree["posterior"].sizes["draw"] == 120
+    diag = pnmf.diagnose(tree)
+    assert "resume" in str(diag)
+
+
+def test_stops_at_max_time_at_its_next_check(counts):
+    # a time budget already spent stops the run at its first check, and says why
+    tree = pnmf.sample_posterior(
+        counts, 2, random_seed=5, max_draws=1000, max_time=1e-6, **NEVER, **TINY
+    )
+    stop = json.loads(tree.attrs["stopping"])
+    assert (stop["reason"], stop["draws_per_chain"], stop["max_time"]) == ("max_time", 500, 1e-6)
+
+
+def test_pausing_chains_does_not_change_draws(counts):
+    # 3 chains on 1 core: chains wait, paused, for their turn; the draws are the same
+    kw = {**TINY, "chains": 3, "max_draws": 80, **NEVER}
+    one = pnmf.sample_posterior(counts, 2, random_seed=6, cores=1, **kw)
+    three = pnmf.sample_posterior(counts, 2, random_seed=6, cores=3, **kw)
+    np.testing.assert_array_equal(one["posterior"]["H"].values, three["posterior"]["H"].values)
+
+
+def test_sampling_during_checks_does_not_change_draws(counts, clean, monkeypatch):
+    # the chains go on during a slow check (scheduling only): the kept draws are the same
+    monkeypatch.setattr("poisson_nmf.stopping.OVERLAP_AFTER_S", -1.0)
+    again = pnmf.sample_posterior(counts, 2, random_seed=4, target_ess=200, **TINY)
+    np.testing.assert_array_equal(again["posterior"]["H"].values, clean["posterior"]["H"].values)
+
+
+def test_resume_continues_a_stopped_run(counts, tmp_path):
+    first = pnmf.sample_posterior(counts, 2, random_seed=8, max_draws=60, **NEVER, **TINY)
+    path = pnmf.save_fit(first, tmp_path / "fit.nc")
+    # settings come from the stored run (its tune, chains, seed), across a netCDF file
+    more = pnmf.sample_posterior(
+        counts, 2, resume=pnmf.load_fit(path), max_draws=130, pointwise_draws=0, **NEVER
+    )
+    stop = json.loads(more.attrs["stopping"])
+    assert stop["resumed_from"] == 60 and stop["draws_per_chain"] == 130
+    W = more["posterior"]["W"].values
+    np.testing.assert_array_equal(W[:, :60], first["posterior"]["W"].values)
+    # the same chains going on: a run of 130 draws from the start holds the same draws
+    whole = pnmf.sample_posterior(counts, 2, random_seed=8, draws=130, **TINY)
+    np.testing.assert_array_equal(W, whole["posterior"]["W"].values)
+
+
+def test_bad_stopping_arguments(counts, clean):
+    with pytest.raises(ValueError, match="target_rhat must be > 1"):
+        pnmf.sample_posterior(counts, 2, target_rhat=1.0)
+    with pytest.raises(ValueError, match="max_draws must be a positive integer"):
+        pnmf.sample_posterior(counts, 2, max_draws=0)
+    with pytest.raises(ValueError, match="max_time must be None"):
+        pnmf.sample_posterior(counts, 2, max_time=-1)
+    with pytest.raises(ValueError, match="needs sampler='nutpie'"):
+        pnmf.sample_posterior(counts, 2, sampler="pymc")
+    d = clean["posterior"].sizes["draw"]
+    with pytest.raises(ValueError, match=f"resume holds {d} draws per chain"):
+        pnmf.sample_posterior(counts, 2, resume=clean, max_draws=d)
+    with pytest.raises(ValueError, match="V \\(or its mask\\) differs"):
+        pnmf.sample_posterior(counts + 1, 2, resume=clean, max_draws=d + 100)
+    with pytest.raises(TypeError, match="resume must be a tree"):
+        pnmf.sample_posterior(counts, 2, resume={"a": 1})  # type: ignore[arg-type]
+
+
+@pytest.mark.slow
+def test_posterior_suite_runs_quick(tmp_path):
+    """benchmarks/posterior_suite.py --quick end to end: a row per problem, both samplers."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).parents[1] / "benchmarks" / "posterior_suite.py"
+    out = tmp_path / "rows.json"
+    proc = subprocess.run(
+        [sys.executable, str(path), "--quick", "--json", str(out)],
+        capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = json.loads(out.read_text())
+    assert [r["problem"] for r in rows] == ["model_12x15", "planted_12x15", "tiny_4x5_k1"]
+    # the planted and tiny problems are easy: clean at the quick settings, for both
+    for r in rows[1:]:
+        assert r["sp_clean"] and r["peer_clean"], r
+
+
+@pytest.mark.slow
+def test_sbc_through_the_stopping_rule(capsys):
+    """SBC of sample_posterior at draws=None: the run length depends on the draws.
+
+    Optional stopping makes each run's length depend on its draws, which SBC's rank
+    argument does not cover (it assumes a length fixed in advance); a failure here would
+    say the rule biases the kept draws enough to be seen in 100 simulations. The
+    problem and thresholds are test_calibration's; the rule checks every 500 draws.
+    """
+    from poisson_nmf.calibration import default_sampler
+    from tests.test_calibration import SLOW_SIMS, sbc, show
+
+    sampler = default_sampler(draws=None, tune=300, chains=2, max_draws=2000)
+    res = sbc(SLOW_SIMS, sampler, "sbc_rule")
+    with capsys.disabled():
+        print(show(f"SBC through the stopping rule, {SLOW_SIMS} simulations", res))
+    assert res.passed, res.failed
