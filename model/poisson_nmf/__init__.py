@@ -52,6 +52,9 @@ _LAZY: dict[str, str] = {
     "SBCResult": "calibration",
     "rank_uniformity": "calibration",
     "invariant_quantities": "calibration",
+    "fit_loadings": "loadings",
+    "PoissonNMF": "estimator",
+    "completion_score": "estimator",
 }
 
 __all__ = [

@@ -383,6 +383,11 @@ def diagnose(
 
     from .sample import detect_modes
 
+    if "posterior" in idata.children and "W" not in idata["posterior"] and "H" in idata["posterior"]:
+        # loadings of new samples given W (fit_loadings): their own, fewer checks
+        from .loadings import diagnose_loadings
+
+        return diagnose_loadings(idata, r_hat_max=r_hat_max, ess_min_per_chain=ess_min_per_chain)
     if "posterior" not in idata.children or any(v not in idata["posterior"] for v in _VARS):
         raise ValueError("idata must have a posterior group with W and H (from sample_posterior)")
     if not 0 < ppc_prob < 1:
