@@ -149,13 +149,15 @@ def test_cut_posterior_over_the_draws_of_a_tree():
     )
     tree = xr.DataTree.from_dict({"posterior": post})
     V = rng.poisson(base @ rng.gamma(2.0, 40.0, size=(K, 5)))
-    out = pnmf.fit_loadings(V, tree, priors=None, method="posterior", draws=30, chains=2,
-                            random_seed=0)
+    out = pnmf.fit_loadings(
+        V, tree, priors=None, method="posterior", draws=30, chains=2, random_seed=0
+    )
     cut = json.loads(out.attrs["cut_posterior"])
     assert cut["w_draws_used"] == 60 and cut["w_draws_available"] == 80
     assert out["posterior"]["H"].shape == (2, 30, K, 5)
     # the draws of W add spread: wider than with W fixed at the catalogue
-    fixed = pnmf.fit_loadings(V, base, priors=None, method="posterior", draws=30, chains=2,
-                              random_seed=0)
+    fixed = pnmf.fit_loadings(
+        V, base, priors=None, method="posterior", draws=30, chains=2, random_seed=0
+    )
     assert float(out["posterior"]["H"].std()) > 0
     assert fixed["posterior"]["H"].shape == (2, 30, K, 5)

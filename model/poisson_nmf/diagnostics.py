@@ -383,7 +383,8 @@ def diagnose(
 
     from .sample import detect_modes
 
-    if "posterior" in idata.children and "W" not in idata["posterior"] and "H" in idata["posterior"]:
+    post_vars: Any = idata["posterior"] if "posterior" in idata.children else {}
+    if "W" not in post_vars and "H" in post_vars:
         # loadings of new samples given W (fit_loadings): their own, fewer checks
         from .loadings import diagnose_loadings
 

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.special import gammaln
+from scipy.special import gammaln, xlogy
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, check_non_negative, validate_data
@@ -41,6 +41,7 @@ _SCORE_SEED = 0
 # samples per chunk in completion_score (bounds the dense (F, chunk) arrays)
 _SCORE_CHUNK = 256
 _LOADINGS_TOL = 1e-12
+_RATE_FLOOR = 1e-300
 _LOADINGS_MAX_ITER = 2000
 
 
@@ -51,9 +52,7 @@ def _counts(V: Any, name: str, integer: bool) -> Counts:
         return as_counts(V, name=name, integer=integer, allow_all_zero=True)
 
 
-def completion_score(
-    V: Any, W: np.ndarray, *, random_seed: Any = _SCORE_SEED
-) -> tuple[float, int]:
+def completion_score(V: Any, W: np.ndarray, *, random_seed: Any = _SCORE_SEED) -> tuple[float, int]:
     """Held-out Poisson log-likelihood per entry by document completion.
 
     For each sample (column of V) a seeded half of its entries (each entry held out with
@@ -92,18 +91,18 @@ def completion_score(
             warnings.simplefilter("ignore", ZeroRowsColumnsWarning)
             fit_part = as_counts(dense, mask=held, integer=False, allow_all_zero=True)
         H, _, _ = fit_h(fit_part, W, max_iter=_LOADINGS_MAX_ITER, tol=_LOADINGS_TOL)
-        lam = W @ H
         v = dense[held]
-        lh = lam[held]
-        with np.errstate(divide="ignore"):
-            ll = np.where(v > 0, v * np.log(lh), 0.0) - lh - gammaln(v + 1.0)
+        # a rate of exactly 0 where a count was held out would score -inf; it scores as
+        # a rate of 1e-300 instead (log: -691 per count), still far below any other
+        lh = np.maximum((W @ H)[held], _RATE_FLOOR)
+        ll = xlogy(v, lh) - lh - gammaln(v + 1.0)
         total += float(ll.sum())
         n_held += int(held.sum())
     return total / max(n_held, 1), n_held
 
 
 def _seed(random_state: Any) -> Any:
-    """An int, Generator or None for the library from scikit-learn's random_state."""
+    """Turn scikit-learn's random_state into an int, Generator or None for the library."""
     if random_state is None or isinstance(random_state, numbers.Integral | np.random.Generator):
         return random_state
     return int(check_random_state(random_state).randint(2**31 - 1))
@@ -234,8 +233,8 @@ class PoissonNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimato
         if counts.nz_values.size == 0:
             raise ValueError("X is all zeros; there is nothing to factorise")
         seed = _seed(self.random_state)
-        self.fit_ = None
-        self.idata_ = None
+        self.fit_: Any = None
+        self.idata_: Any = None
         if not posterior:
             res = kl_nmf(
                 counts, K, priors=self.priors, max_iter=self.max_iter, tol=self.tol,
@@ -275,7 +274,7 @@ class PoissonNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimato
         return np.asarray(W.mean(("chain", "draw")).values, dtype=np.float64)
 
     def transform(self, X: Any, return_std: bool = False) -> Any:
-        """Loadings of the samples in X given ``components_``.
+        """Return the loadings of the samples in X given ``components_``.
 
         Parameters
         ----------
@@ -296,20 +295,18 @@ class PoissonNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimato
         check_is_fitted(self)
         X = self._check_X(X, reset=False, where="transform")
         counts = self._counts(X, counts_needed=self.method != "map" or return_std)
-        H, _, _ = fit_h(
-            counts, self.components_.T, max_iter=_LOADINGS_MAX_ITER, tol=_LOADINGS_TOL
-        )
+        H, _, _ = fit_h(counts, self.components_.T, max_iter=_LOADINGS_MAX_ITER, tol=_LOADINGS_TOL)
         if not return_std:
             return np.ascontiguousarray(H.T)
         from .loadings import fit_loadings
 
-        source = self.idata_ if self.idata_ is not None else self.components_.T
+        source: Any = self.idata_ if self.idata_ is not None else self.components_.T
         tree = fit_loadings(
             counts, source, priors=None, method="posterior",
             chains=min(int(self.chains), 4), draws=250, random_seed=_seed(self.random_state),
         )  # fmt: skip
         sd = tree["posterior"]["H"].std(("chain", "draw"), ddof=1)
-        return np.ascontiguousarray(H.T), np.ascontiguousarray(sd.values.T)
+        return np.ascontiguousarray(H.T), np.ascontiguousarray(np.asarray(sd).T)
 
     def fit_transform(self, X: Any, y: Any = None, **params: Any) -> Any:
         """``fit(X).transform(X)``."""

@@ -156,7 +156,7 @@ def _match_rows(
 
 
 def _prior_ab(priors: GammaPriors | None, F: int, N: int, K: int) -> tuple[np.ndarray, ...]:
-    """(a, b) of H's prior as (N, K) arrays; flat priors are a = 1, b = 0."""
+    """Return (a, b) of H's prior as (N, K) arrays; flat priors are a = 1, b = 0."""
     if priors is None:
         return np.ones((N, K)), np.zeros((N, K))
     if not isinstance(priors, GammaPriors):
@@ -374,7 +374,7 @@ def fit_loadings(
     executor: Any = None,
     progress: Any = None,
 ) -> xr.DataTree:
-    """Loadings H of new samples V_new given components W, as a point or with uncertainty.
+    """Fit the loadings H of new samples V_new given components W, with uncertainty.
 
     Parameters
     ----------
@@ -463,8 +463,11 @@ def fit_loadings(
         if priors is not None and map_priors is None:
             raise ValueError("method='map' needs prior shapes >= 1 (a mode exists only then)")
         post = H_map[None, None]
-        attrs |= {"sampler": "penalised KL given W (poisson_nmf.kl.fit_h)",
-                  "map_converged": bool(converged.all()), "map_max_sweeps": int(n_iter.max())}  # fmt: skip
+        attrs |= {
+            "sampler": "penalised KL given W (poisson_nmf.kl.fit_h)",
+            "map_converged": bool(converged.all()),
+            "map_max_sweeps": int(n_iter.max()),
+        }
         if src["kind"] != "matrix":
             attrs["w_used"] = "posterior mean of W"
     else:
@@ -483,9 +486,7 @@ def fit_loadings(
             )
         else:
             widx = np.zeros((chains, draws), dtype=np.int64)
-        by_col = sp.csc_array(
-            (counts.nz_values, (counts.nz_rows, counts.nz_cols)), shape=(F, N)
-        )
+        by_col = sp.csc_array((counts.nz_values, (counts.nz_rows, counts.nz_cols)), shape=(F, N))
         m, L = _laplace(by_col, mean_W, a, b, 1.0 if src["kind"] == "matrix" else _TREE_INFLATE)
         starts = list(range(0, N, _BLOCK))
         seeds = np.random.SeedSequence(_entropy(random_seed)).spawn(len(starts))
@@ -495,9 +496,7 @@ def fit_loadings(
             csc = (blk.indptr.astype(np.int64), blk.indices.astype(np.int64), blk.data)
             sl = slice(lo, lo + _BLOCK)
             pieces.append((csc, a[sl], b[sl], m[sl], L[sl], seeds[i]))
-        fn = partial(
-            _block_draws, Ws=Ws, widx=widx, inner=inner, tune=tune, chains=chains, nu=_NU
-        )
+        fn = partial(_block_draws, Ws=Ws, widx=widx, inner=inner, tune=tune, chains=chains, nu=_NU)
         parts = map_pieces(fn, pieces, executor=executor, progress=progress, desc="loadings")
         post = np.concatenate([p[0] for p in parts], axis=2).transpose(0, 1, 3, 2)
         acc = np.concatenate([p[1] for p in parts], axis=1)
@@ -519,7 +518,7 @@ def fit_loadings(
 
 
 def _entropy(seed: Any) -> Any:
-    """A SeedSequence's entropy from an int, Generator, SeedSequence or None."""
+    """Return SeedSequence entropy from an int, Generator, SeedSequence or None."""
     if isinstance(seed, np.random.Generator):
         return seed.integers(2**63)
     if isinstance(seed, np.random.SeedSequence):
@@ -531,9 +530,7 @@ def _priors_dict(priors: GammaPriors) -> dict:
     return {k: np.asarray(v).tolist() for k, v in asdict(priors).items()}
 
 
-def diagnose_loadings(
-    idata: xr.DataTree, *, r_hat_max: float, ess_min_per_chain: float
-) -> Any:
+def diagnose_loadings(idata: xr.DataTree, *, r_hat_max: float, ess_min_per_chain: float) -> Any:
     """Diagnose a :func:`fit_loadings` tree (what :func:`poisson_nmf.diagnose` calls).
 
     R-hat, bulk and tail ESS and MCSE of every loading, as for a full posterior; the
@@ -562,9 +559,7 @@ def diagnose_loadings(
         )  # fmt: skip
     else:
         entries = entry_table(post, ("H",))
-        conv = summarize_convergence(
-            entries, C, r_hat_max=r_hat_max, ess_min=ess_min_per_chain * C
-        )
+        conv = summarize_convergence(entries, C, r_hat_max=r_hat_max, ess_min=ess_min_per_chain * C)
         n_live = len(entries) - conv.n_constant
         checks.append(
             Check("r_hat", "R-hat (rank-normalised), largest over loadings", conv.worst_r_hat,
