@@ -42,6 +42,7 @@ _SCORE_SEED = 0
 _SCORE_CHUNK = 256
 _LOADINGS_TOL = 1e-12
 _RATE_FLOOR = 1e-300
+_SMOOTHING = 1e-6
 _LOADINGS_MAX_ITER = 2000
 
 
@@ -60,6 +61,9 @@ def completion_score(V: Any, W: np.ndarray, *, random_seed: Any = _SCORE_SEED) -
     flat-prior MAP, :func:`poisson_nmf.kl.fit_h` with the held-out half masked), and the
     held-out half is scored by its Poisson log-likelihood under WH (Wallach et al. 2009,
     "document completion"). Nothing of a held-out entry enters its own prediction.
+    Each component is first mixed with the uniform distribution over the F features at
+    weight 1e-6: a KL-NMF component is exactly 0 on some features, where a held-out
+    count would otherwise score log 0 = -inf and decide the comparison alone.
 
     Parameters
     ----------
@@ -79,6 +83,11 @@ def completion_score(V: Any, W: np.ndarray, *, random_seed: Any = _SCORE_SEED) -
     """
     counts = _counts(V, "V", integer=False)
     F, N = counts.shape
+    W = np.asarray(W, dtype=np.float64)
+    # exact zeros of a KL-NMF component would score a held-out count there as -inf
+    # (log 0): each component is mixed with the uniform distribution at weight 1e-6,
+    # which leaves every rate that is not tiny as it was
+    W = (1.0 - _SMOOTHING) * W + _SMOOTHING * W.sum(axis=0) / F
     vals = counts.values
     rng = np.random.default_rng(random_seed)
     total, n_held = 0.0, 0
@@ -92,8 +101,7 @@ def completion_score(V: Any, W: np.ndarray, *, random_seed: Any = _SCORE_SEED) -
             fit_part = as_counts(dense, mask=held, integer=False, allow_all_zero=True)
         H, _, _ = fit_h(fit_part, W, max_iter=_LOADINGS_MAX_ITER, tol=_LOADINGS_TOL)
         v = dense[held]
-        # a rate of exactly 0 where a count was held out would score -inf; it scores as
-        # a rate of 1e-300 instead (log: -691 per count), still far below any other
+        # a sample whose fitting half is all zero has loadings 0: its rate is floored
         lh = np.maximum((W @ H)[held], _RATE_FLOOR)
         ll = xlogy(v, lh) - lh - gammaln(v + 1.0)
         total += float(ll.sum())
