@@ -10,8 +10,8 @@ Dirichlet(0.3) signatures, Gamma(1, 300) loadings, NumPy's (shape, scale)). New 
   (4 chains x 500 draws; target at most 60 s on 2 cores), with R-hat and ESS;
 - scikit-learn's ``NMF.transform`` with the same components (``solver="mu"``, 200
   iterations (its default) and 2000, ``tol=1e-10``), and the agreement of the flat-prior
-  MAP with it: both objectives (``poisson_nmf.kl_divergence``) and the largest difference of loadings
-  relative to the sample's total.
+  MAP with it: both objectives (``poisson_nmf.kl_divergence``) and the largest
+  difference of loadings relative to the sample's total.
 
 Each figure is printed with the machine's load (``os.getloadavg()``) and the threads.
 Numba's first compilation is excluded (a warm-up call on 8 samples).
