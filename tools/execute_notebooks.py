@@ -15,7 +15,8 @@ from nbclient import NotebookClient
 
 def main(paths: list[str]) -> None:
     env_small = os.environ.pop("PNMF_SMALL", None)
-    os.environ.setdefault("MPLBACKEND", "Agg")
+    # figures inline, so that they are saved with the notebook (the tests use Agg)
+    os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
     try:
         for p in map(Path, paths):
             nb = nbformat.read(p, as_version=4)
