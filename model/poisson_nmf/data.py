@@ -162,7 +162,7 @@ def _check_dtype(dtype: np.dtype, name: str) -> None:
         )
 
 
-def _check_values(x: np.ndarray, name: str, where: Any) -> None:
+def _check_values(x: np.ndarray, name: str, where: Any, integer: bool = True) -> None:
     """Check a 1-D or 2-D numeric array of counts; ``where`` maps flat index to (i, j)."""
     if x.size == 0:
         return
@@ -193,7 +193,7 @@ def _check_values(x: np.ndarray, name: str, where: Any) -> None:
                 f"{where(i)}); counts must fit in int64"
             )
         frac = x != np.round(x)
-        if frac.any():
+        if integer and frac.any():
             i = int(np.flatnonzero(frac.ravel())[0])
             raise ValueError(
                 f"{name} contains non-integer values (first {x.ravel()[i].item()!r} at "
@@ -226,7 +226,14 @@ def _as_missing(mask: Any, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarr
     return r.astype(np.int64), c.astype(np.int64)
 
 
-def as_counts(V: Any, *, mask: Any = None, name: str = "V") -> Counts:
+def as_counts(
+    V: Any,
+    *,
+    mask: Any = None,
+    name: str = "V",
+    integer: bool = True,
+    allow_all_zero: bool = False,
+) -> Counts:
     """Validate a count matrix once and return it as :class:`Counts`.
 
     Parameters
@@ -240,6 +247,11 @@ def as_counts(V: Any, *, mask: Any = None, name: str = "V") -> Counts:
         be NaN in ``V``.
     name : str
         How the argument is called in error messages.
+    integer : bool
+        Require whole numbers (counts). ``False`` accepts any finite non-negative values
+        (the generalised KL divergence is defined for them; the Poisson model is not).
+    allow_all_zero : bool
+        Accept a matrix without a non-zero (new samples whose loadings are wanted).
 
     Returns
     -------
@@ -276,7 +288,7 @@ def as_counts(V: Any, *, mask: Any = None, name: str = "V") -> Counts:
             miss_flat = np.ravel_multi_index(missing, shape)
             keep = ~np.isin(np.ravel_multi_index((rows_, cols_), shape), miss_flat)
             rows_, cols_, data = rows_[keep], cols_[keep], data[keep]
-        _check_values(data, name, lambda i: (int(rows_[i]), int(cols_[i])))
+        _check_values(data, name, lambda i: (int(rows_[i]), int(cols_[i])), integer)
         vals = data.astype(np.float64)
         nzk = vals != 0
         rows_, cols_, vals = rows_[nzk], cols_[nzk], vals[nzk]
@@ -303,14 +315,14 @@ def as_counts(V: Any, *, mask: Any = None, name: str = "V") -> Counts:
             arr[missing] = 0
         if 0 not in shape:
             ncols = shape[1]
-            _check_values(arr, name, lambda i: (i // ncols, i % ncols))
+            _check_values(arr, name, lambda i: (i // ncols, i % ncols), integer)
         values = np.ascontiguousarray(arr, dtype=np.float64)
         r, c = np.nonzero(values)
         rows_, cols_, vals = r.astype(np.int64), c.astype(np.int64), values[r, c]
     F, N = shape
     if F == 0 or N == 0:
         raise ValueError(f"{name} is empty (shape {shape}); it needs at least one row and column")
-    if vals.size == 0:
+    if vals.size == 0 and not allow_all_zero:
         raise ValueError(f"{name} is all zeros (shape {shape}); there is nothing to factorise")
     if missing is None:
         missing = (np.zeros(0, np.int64), np.zeros(0, np.int64))

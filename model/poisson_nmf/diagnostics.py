@@ -570,6 +570,12 @@ def diagnose(
     -------
     Diagnosis
     """
+    post_vars: Any = idata["posterior"] if "posterior" in idata.children else {}
+    if "W" not in post_vars and "H" in post_vars:
+        # loadings of new samples given W (fit_loadings): their own, fewer checks
+        from .loadings import diagnose_loadings
+
+        return diagnose_loadings(idata, r_hat_max=r_hat_max, ess_min_per_chain=ess_min_per_chain)
     if "posterior" not in idata.children or any(v not in idata["posterior"] for v in _VARS):
         raise ValueError("idata must have a posterior group with W and H (from sample_posterior)")
     if not 0 < ppc_prob < 1:

@@ -137,7 +137,14 @@ from .exceptions import ConvergenceWarning, TrappedZerosWarning
 from .priors import GammaPriors
 from .vecmath import FAST, flog
 
-__all__ = ["ConvergenceWarning", "KLResult", "TrappedZerosWarning", "initial_factors", "kl_nmf"]
+__all__ = [
+    "ConvergenceWarning",
+    "KLResult",
+    "TrappedZerosWarning",
+    "fit_h",
+    "initial_factors",
+    "kl_nmf",
+]
 
 _METHODS = ("cd", "mu")
 # a denominator that is exactly 0 only multiplies a numerator that is exactly 0
@@ -1073,3 +1080,89 @@ def kl_nmf(
             stacklevel=2,
         )
     return best
+
+
+def fit_h(
+    V: Any,
+    W: np.ndarray,
+    *,
+    priors: GammaPriors | None = None,
+    mask: Any = None,
+    max_iter: int = 1000,
+    tol: float = 1e-10,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Minimise the (penalised) KL objective over H alone, W fixed: the loadings of V given W.
+
+    The H half of :func:`kl_nmf`'s coordinate-descent sweep (the same kernel), run on each
+    column of V on its own until that column's objective decreases by at most
+    ``tol * max(|J_n|, 1)`` in one sweep. The problem is convex in each column, and a
+    column's iterates and stopping decision depend on that column alone (its start is
+    ``h_k = (c_n / K + a_k - 1) / (s_k + b_k)``, c_n its total, s_k the column sums of W
+    over its observed rows), so the result for a column does not depend on the other
+    columns given with it, nor on their order.
+
+    Parameters
+    ----------
+    V : array_like, sparse matrix, DataFrame, DataArray or Counts, shape (F, N)
+        Counts (see :func:`poisson_nmf.as_counts`), or a :class:`Counts` built from any
+        non-negative values (the generalised KL divergence is defined for them).
+    W : numpy.ndarray, shape (F, K)
+        Fixed, non-negative.
+    priors : GammaPriors, optional
+        Only the H part is used (shapes >= 1); ``None``: flat, maximum likelihood.
+    mask : array_like of bool, shape (F, N), optional
+        ``True`` marks missing entries, left out.
+    max_iter : int
+        Sweeps per column at most.
+    tol : float
+        Relative decrease per sweep at which a column stops.
+
+    Returns
+    -------
+    H : numpy.ndarray, shape (K, N)
+    n_iter : numpy.ndarray of int, shape (N,)
+        Sweeps run per column.
+    converged : numpy.ndarray of bool, shape (N,)
+        Whether each column met ``tol`` before ``max_iter``.
+    """
+    counts = as_counts(V, mask=mask)
+    F, N = counts.shape
+    W = np.ascontiguousarray(W, dtype=np.float64)
+    if W.ndim != 2 or W.shape[0] != F:
+        raise ValueError(f"W must have shape (F, K) with F = {F}, got {W.shape}")
+    K = W.shape[1]
+    if priors is not None:
+        priors.check_map()
+    _, _, am1_h, b_h = _prior_arrays(priors, F, N, K)
+    indptr, indices, values = _layout(counts).by_col
+    m_indptr, m_indices = _layout(counts).miss_by_col
+    Ht = np.zeros((N, K))
+    n_iter = np.zeros(N, dtype=np.int64)
+    converged = np.zeros(N, dtype=bool)
+    sweep: Any = _cd_half_serial  # a numba dispatcher, untyped for mypy
+    col_sums = W.sum(axis=0)
+    WT = np.ascontiguousarray(W.T)
+    one = np.array([0, 1], dtype=indptr.dtype)
+    out = np.empty(1)
+    for n in range(N):
+        lo, hi = indptr[n], indptr[n + 1]
+        mlo, mhi = m_indptr[n], m_indptr[n + 1]
+        s = col_sums - W[m_indices[mlo:mhi]].sum(axis=0)
+        denom = s + b_h[n]
+        start = values[lo:hi].sum() / K + am1_h[n]
+        Ht[n] = np.divide(start, denom, out=np.zeros(K), where=denom > 0)
+        args = (
+            W, col_sums, np.array([0, hi - lo], dtype=indptr.dtype), indices[lo:hi],
+            values[lo:hi], np.array([0, mhi - mlo], dtype=m_indptr.dtype), m_indices[mlo:mhi],
+            am1_h[n : n + 1], b_h[n : n + 1], _N_NEWTON, True, one, out, WT,
+        )  # fmt: skip
+        J = np.inf
+        for it in range(1, max_iter + 1):
+            sweep(Ht[n : n + 1], *args)
+            J_new = float(out[0])
+            n_iter[n] = it
+            if J - J_new <= tol * max(abs(J_new), 1.0):
+                converged[n] = True
+                break
+            J = J_new
+    return np.ascontiguousarray(Ht.T), n_iter, converged

@@ -1947,7 +1947,7 @@ def sample_posterior(
 def posterior_summary(
     idata: xr.DataTree,
     *,
-    var_names: Sequence[str] = ("W", "H"),
+    var_names: Sequence[str] | None = None,
     ci_prob: float = 0.94,
     diagnostics: bool = True,
 ) -> pd.DataFrame:
@@ -1957,8 +1957,9 @@ def posterior_summary(
     ----------
     idata : xarray.DataTree
         From :func:`sample_posterior`.
-    var_names : sequence of str
-        Variables of the posterior to summarise.
+    var_names : sequence of str, optional
+        Variables of the posterior to summarise; default: those of W and H it has (H
+        alone for the loadings of :func:`poisson_nmf.fit_loadings`).
     ci_prob : float
         Probability mass of the central interval.
     diagnostics : bool
@@ -1974,6 +1975,11 @@ def posterior_summary(
     if not 0 < ci_prob < 1:
         raise ValueError(f"ci_prob must be in (0, 1), got {ci_prob}")
     post = idata["posterior"].to_dataset()
+    if var_names is None:
+        var_names = [v for v in ("W", "H") if v in post]
+    # one draw (a point estimate, fit_loadings(method="map")): no sd, interval or diagnostics
+    point = post.sizes["chain"] * post.sizes["draw"] == 1
+    diagnostics = diagnostics and not point
     q = [(1 - ci_prob) / 2, (1 + ci_prob) / 2]
     frames = []
     for name in var_names:
@@ -1982,7 +1988,11 @@ def posterior_summary(
         da = post[name]
         cols = {
             "mean": da.mean(_SAMPLE_DIMS),
-            "sd": da.std(_SAMPLE_DIMS, ddof=1),
+            "sd": (
+                da.std(_SAMPLE_DIMS, ddof=1)
+                if not point
+                else xr.full_like(da.isel(chain=0, draw=0, drop=True), np.nan, dtype=float)
+            ),
             "lower": da.quantile(q[0], _SAMPLE_DIMS).drop_vars("quantile"),
             "upper": da.quantile(q[1], _SAMPLE_DIMS).drop_vars("quantile"),
         }

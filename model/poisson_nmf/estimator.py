@@ -1,0 +1,341 @@
+"""A scikit-learn estimator: :class:`PoissonNMF`, X (samples x features) ~ loadings @ components_.
+
+The library works with V (F x N: features as rows, samples as columns) = W H; the
+estimator takes scikit-learn's orientation, X = V^T (samples as rows), so
+``components_`` = W^T normalised (each row sums to one: a distribution over features, as
+topics and signatures are read) and the loadings = H^T carry the scale, so that
+``inverse_transform(transform(X))`` approximates X.
+
+Decisions (see the class docstring): ``priors=None`` is flat for ``method="map"`` (plain
+KL-NMF, as scikit-learn's ``NMF(beta_loss="kullback-leibler")``) and ``GammaPriors()``
+for the posterior methods (flat priors give an improper posterior). The loadings of new
+samples (``transform``) are the flat-prior MAP given ``components_`` for every method:
+the components are normalised, so the loadings are on the scale of the counts, where a
+prior set on the fit's scale does not carry over; given W the flat-prior posterior of
+the loadings is proper, and it is what ``return_std`` summarises.
+"""
+
+from __future__ import annotations
+
+import inspect
+import numbers
+import warnings
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.special import gammaln, xlogy
+from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_is_fitted, check_non_negative, validate_data
+
+from .data import Counts, ZeroRowsColumnsWarning, as_counts, check_n_components
+from .kl import fit_h, kl_nmf
+from .priors import GammaPriors
+
+__all__ = ["PoissonNMF", "completion_score"]
+
+_METHODS = ("map", "nuts", "vi")
+# the held-out half of each sample in score(): fixed, so that scores are comparable
+_SCORE_SEED = 0
+# samples per chunk in completion_score (bounds the dense (F, chunk) arrays)
+_SCORE_CHUNK = 256
+_LOADINGS_TOL = 1e-12
+_RATE_FLOOR = 1e-300
+_SMOOTHING = 1e-6
+_LOADINGS_MAX_ITER = 2000
+
+
+def _counts(V: Any, name: str, integer: bool) -> Counts:
+    with warnings.catch_warnings():
+        # empty documents and unused features are normal in sample x feature tables
+        warnings.simplefilter("ignore", ZeroRowsColumnsWarning)
+        return as_counts(V, name=name, integer=integer, allow_all_zero=True)
+
+
+def completion_score(V: Any, W: np.ndarray, *, random_seed: Any = _SCORE_SEED) -> tuple[float, int]:
+    """Held-out Poisson log-likelihood per entry by document completion.
+
+    For each sample (column of V) a seeded half of its entries (each entry held out with
+    probability 1/2) is left out; the other half fits the sample's loadings given W (the
+    flat-prior MAP, :func:`poisson_nmf.kl.fit_h` with the held-out half masked), and the
+    held-out half is scored by its Poisson log-likelihood under WH (Wallach et al. 2009,
+    "document completion"). Nothing of a held-out entry enters its own prediction.
+    Each component is first mixed with the uniform distribution over the F features at
+    weight 1e-6: a KL-NMF component is exactly 0 on some features, where a held-out
+    count would otherwise score log 0 = -inf and decide the comparison alone.
+
+    Parameters
+    ----------
+    V : array_like or sparse matrix, shape (F, N)
+        Non-negative values (counts; others are scored with log Γ(v + 1) for log v!).
+    W : numpy.ndarray, shape (F, K)
+        Fixed components.
+    random_seed : int
+        Seed of the held-out halves (default fixed, so scores are comparable).
+
+    Returns
+    -------
+    score : float
+        Mean Poisson log-likelihood per held-out entry (higher is better).
+    n_heldout : int
+        Entries held out.
+    """
+    counts = _counts(V, "V", integer=False)
+    F, N = counts.shape
+    W = np.asarray(W, dtype=np.float64)
+    # exact zeros of a KL-NMF component would score a held-out count there as -inf
+    # (log 0): each component is mixed with the uniform distribution at weight 1e-6,
+    # which leaves every rate that is not tiny as it was
+    W = (1.0 - _SMOOTHING) * W + _SMOOTHING * W.sum(axis=0) / F
+    vals = counts.values
+    rng = np.random.default_rng(random_seed)
+    total, n_held = 0.0, 0
+    for lo in range(0, N, _SCORE_CHUNK):
+        hi = min(N, lo + _SCORE_CHUNK)
+        held = rng.random((F, hi - lo)) < 0.5
+        block = vals[:, lo:hi]
+        dense = block.toarray() if sp.issparse(block) else np.asarray(block)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ZeroRowsColumnsWarning)
+            fit_part = as_counts(dense, mask=held, integer=False, allow_all_zero=True)
+        H, _, _ = fit_h(fit_part, W, max_iter=_LOADINGS_MAX_ITER, tol=_LOADINGS_TOL)
+        v = dense[held]
+        # a sample whose fitting half is all zero has loadings 0: its rate is floored
+        lh = np.maximum((W @ H)[held], _RATE_FLOOR)
+        ll = xlogy(v, lh) - lh - gammaln(v + 1.0)
+        total += float(ll.sum())
+        n_held += int(held.sum())
+    return total / max(n_held, 1), n_held
+
+
+def _seed(random_state: Any) -> Any:
+    """Turn scikit-learn's random_state into an int, Generator or None for the library."""
+    if random_state is None or isinstance(random_state, numbers.Integral | np.random.Generator):
+        return random_state
+    return int(check_random_state(random_state).randint(2**31 - 1))
+
+
+class PoissonNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+    """Poisson NMF as a scikit-learn transformer: X ≈ loadings @ components_.
+
+    Parameters
+    ----------
+    n_components : int
+        K.
+    method : {"map", "nuts", "vi"}
+        ``"map"``: the (penalised) KL-NMF point estimate (:func:`poisson_nmf.kl_nmf`);
+        any non-negative X (the generalised KL divergence is defined for it).
+        ``"nuts"``: the posterior by :func:`poisson_nmf.sample_posterior`, components
+        its posterior mean; X must be counts. ``"vi"``: the same with
+        ``sample_posterior(method="vi")`` where this version has it (else fit raises).
+    priors : GammaPriors or None
+        ``None``: flat for ``"map"`` (so it agrees with scikit-learn's
+        ``NMF(beta_loss="kullback-leibler")``) and ``GammaPriors()`` for the posterior
+        methods (flat priors give an improper posterior).
+    random_state : int, RandomState, Generator or None
+        Seeds the fit (the start of the KL solver, the sampler).
+    max_iter, tol : int, float
+        Iterations and relative tolerance of :func:`poisson_nmf.kl_nmf` (``"map"``).
+    draws, tune, chains : int
+        Posterior sampling settings (``"nuts"``, ``"vi"``) and the draws behind
+        ``transform(X, return_std=True)``.
+
+    Attributes
+    ----------
+    components_ : numpy.ndarray, shape (n_components, n_features)
+        Each row sums to one (a component with no weight is uniform).
+    n_components_ : int
+    n_features_in_ : int
+    feature_names_in_ : numpy.ndarray of str
+        When X had string column names.
+    n_iter_ : int
+        Iterations of the KL solver (``"map"``), draws per chain otherwise.
+    fit_ : KLResult or None
+        The KL-NMF fit (``"map"``).
+    idata_ : xarray.DataTree or None
+        The posterior (``"nuts"``, ``"vi"``), for :func:`poisson_nmf.diagnose` and
+        :func:`poisson_nmf.write_report`.
+
+    Notes
+    -----
+    ``transform`` gives each sample's loadings as the flat-prior MAP given
+    ``components_`` (the KL minimiser, solved column by column to rounding: the result
+    for a sample does not depend on the others). ``fit_transform(X)`` is
+    ``fit(X).transform(X)``. ``score`` is held-out (document completion, see
+    :func:`completion_score`), so ``GridSearchCV`` over ``n_components`` compares ranks
+    on what the fit did not see.
+    """
+
+    def __init__(
+        self,
+        n_components: int = 10,
+        *,
+        method: str = "map",
+        priors: GammaPriors | None = None,
+        random_state: Any = None,
+        max_iter: int = 1000,
+        tol: float = 1e-7,
+        draws: int = 1000,
+        tune: int = 1000,
+        chains: int = 4,
+    ) -> None:
+        self.n_components = n_components
+        self.method = method
+        self.priors = priors
+        self.random_state = random_state
+        self.max_iter = max_iter
+        self.tol = tol
+        self.draws = draws
+        self.tune = tune
+        self.chains = chains
+
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.input_tags.positive_only = True
+        tags.input_tags.sparse = True
+        return tags
+
+    @property
+    def _n_features_out(self) -> int:
+        return int(self.components_.shape[0])
+
+    def _check_X(self, X: Any, *, reset: bool, where: str) -> Any:
+        X = validate_data(
+            self, X, reset=reset, accept_sparse=("csr", "csc"), dtype=(np.float64, np.float32)
+        )
+        check_non_negative(X, f"PoissonNMF.{where} (X must be non-negative)")
+        return X
+
+    def _counts(self, X: Any, *, counts_needed: bool) -> Counts:
+        """V = X^T as Counts; counts (whole numbers) when ``counts_needed``."""
+        try:
+            return _counts(X.T, "X (transposed: features x samples)", integer=counts_needed)
+        except ValueError as err:
+            if counts_needed and "non-integer" in str(err):
+                raise ValueError(
+                    f"method={self.method!r} needs counts (whole numbers) in X: {err}. "
+                    "Use method='map' for other non-negative data"
+                ) from None
+            raise
+
+    def fit(self, X: Any, y: Any = None) -> PoissonNMF:
+        """Fit the components to X (n_samples, n_features), non-negative.
+
+        Raises
+        ------
+        ValueError
+            Negative, NaN or infinite X; fractional X for ``"nuts"``/``"vi"``; an
+            unknown method; ``"vi"`` where ``sample_posterior`` has no such method.
+        TypeError
+            ``n_components`` not an integer, ``priors`` not a GammaPriors.
+        """
+        X = self._check_X(X, reset=True, where="fit")
+        K = check_n_components(self.n_components)
+        if self.method not in _METHODS:
+            raise ValueError(f"method must be one of {_METHODS}, got {self.method!r}")
+        if self.priors is not None and not isinstance(self.priors, GammaPriors):
+            raise TypeError(f"priors must be a GammaPriors or None, got {type(self.priors)}")
+        posterior = self.method != "map"
+        counts = self._counts(X, counts_needed=posterior)
+        if counts.nz_values.size == 0:
+            raise ValueError("X is all zeros; there is nothing to factorise")
+        seed = _seed(self.random_state)
+        self.fit_: Any = None
+        self.idata_: Any = None
+        if not posterior:
+            res = kl_nmf(
+                counts, K, priors=self.priors, max_iter=self.max_iter, tol=self.tol,
+                random_seed=seed,
+            )  # fmt: skip
+            W = res.W
+            self.fit_ = res
+            self.n_iter_ = int(res.n_iter)
+        else:
+            W = self._fit_posterior(counts, K, seed)
+            self.n_iter_ = int(self.draws)
+        scale = W.sum(axis=0)
+        F = W.shape[0]
+        comps = np.where(scale > 0, W / np.where(scale > 0, scale, 1.0), 1.0 / F)
+        self.components_ = np.ascontiguousarray(comps.T)
+        self.n_components_ = K
+        return self
+
+    def _fit_posterior(self, counts: Counts, K: int, seed: Any) -> np.ndarray:
+        from .sample import sample_posterior
+
+        kwargs: dict[str, Any] = {}
+        if self.method == "vi":
+            if "method" not in inspect.signature(sample_posterior).parameters:
+                raise ValueError(
+                    "method='vi' needs sample_posterior(method='vi'), which this version of "
+                    "poisson-nmf does not have; use method='nuts' or 'map'"
+                )
+            kwargs["method"] = "vi"
+        idata = sample_posterior(
+            counts, K, priors=self.priors if self.priors is not None else GammaPriors(),
+            draws=self.draws, tune=self.tune, chains=self.chains, random_seed=seed,
+            normalize="W", **kwargs,
+        )  # fmt: skip
+        self.idata_ = idata
+        W = idata["posterior"]["W"].transpose("chain", "draw", "row", "component")
+        return np.asarray(W.mean(("chain", "draw")).values, dtype=np.float64)
+
+    def transform(self, X: Any, return_std: bool = False) -> Any:
+        """Return the loadings of the samples in X given ``components_``.
+
+        Parameters
+        ----------
+        X : array_like or sparse matrix, shape (n_samples, n_features)
+        return_std : bool
+            Also return the posterior sd of each loading: the exact posterior given the
+            components under the flat prior whose mode the loadings are
+            (:func:`poisson_nmf.fit_loadings` with ``method="posterior"``; for
+            ``"nuts"``/``"vi"`` fits the cut posterior over the fit's draws of W). X must
+            then be counts. Seeded by ``random_state``.
+
+        Returns
+        -------
+        loadings : numpy.ndarray, shape (n_samples, n_components)
+        std : numpy.ndarray, shape (n_samples, n_components)
+            Only with ``return_std``.
+        """
+        check_is_fitted(self)
+        X = self._check_X(X, reset=False, where="transform")
+        counts = self._counts(X, counts_needed=self.method != "map" or return_std)
+        H, _, _ = fit_h(counts, self.components_.T, max_iter=_LOADINGS_MAX_ITER, tol=_LOADINGS_TOL)
+        if not return_std:
+            return np.ascontiguousarray(H.T)
+        from .loadings import fit_loadings
+
+        source: Any = self.idata_ if self.idata_ is not None else self.components_.T
+        tree = fit_loadings(
+            counts, source, priors=None, method="posterior",
+            chains=min(int(self.chains), 4), draws=250, random_seed=_seed(self.random_state),
+        )  # fmt: skip
+        sd = tree["posterior"]["H"].std(("chain", "draw"), ddof=1)
+        return np.ascontiguousarray(H.T), np.ascontiguousarray(np.asarray(sd).T)
+
+    def fit_transform(self, X: Any, y: Any = None, **params: Any) -> Any:
+        """``fit(X).transform(X)``."""
+        return self.fit(X, y).transform(X)
+
+    def inverse_transform(self, X: Any) -> np.ndarray:
+        """``X @ components_``: loadings (n_samples, n_components) back to features."""
+        check_is_fitted(self)
+        X = np.asarray(X.toarray() if sp.issparse(X) else X, dtype=np.float64)
+        if X.ndim != 2 or X.shape[1] != self.n_components_:
+            raise ValueError(
+                f"X must be loadings of shape (n_samples, {self.n_components_}), got {X.shape}"
+            )
+        return X @ self.components_
+
+    def score(self, X: Any, y: Any = None) -> float:
+        """Held-out Poisson log-likelihood per entry (document completion), higher is better.
+
+        For each sample a fixed, seeded half of its entries fits its loadings given
+        ``components_`` and the other half is scored (:func:`completion_score`).
+        """
+        check_is_fitted(self)
+        X = self._check_X(X, reset=False, where="score")
+        return completion_score(X.T, self.components_.T)[0]
