@@ -7,8 +7,13 @@
     poisson-nmf compare DATA --components K        MAP versus KL
     poisson-nmf report FIT --out DIR               re-render a saved fit, never refits
 
-DATA is a CSV/TSV (header and index), a Matrix Market ``.mtx``, a SciPy sparse ``.npz``
-or a NumPy ``.npy`` file (:func:`poisson_nmf.io.read_counts`). ``--priors`` is ``flat``
+DATA is a CSV/TSV/TXT table (header and index; also ``.gz``), a Matrix Market ``.mtx``, a
+SciPy sparse ``.npz``, a NumPy ``.npy``, a ``.parquet`` table, an AnnData ``.h5ad`` or a
+10x folder (:func:`poisson_nmf.io.read_counts`); ``--missing mask`` leaves empty cells out
+of the likelihood, ``--no-index`` reads a table without a label column, ``--transpose``
+swaps rows and columns, ``--sum-duplicates`` sums rows or columns sharing a label.
+``fit`` saves ``fit.nc`` right after sampling, before the diagnostics and the report, so
+that a failure there never loses the draws. ``--priors`` is ``flat``
 (``compare`` only: the posterior of flat priors is improper), four numbers
 ``a_w,b_w,a_h,b_h`` (shapes and rates of the Gamma priors on W and H), or
 ``name=value`` pairs such as ``w_shape=1.1,h_rate=0.5`` (the rest default to 1).
@@ -25,6 +30,7 @@ command ran.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import sys
@@ -197,12 +203,18 @@ def parse_priors(spec: str | None, *, default: str = "gamma") -> Any:
     return GammaPriors(**values)
 
 
-def _load(path: str, n_components: int) -> tuple[Any, int]:
+def _load(path: str, n_components: int, args: argparse.Namespace) -> tuple[Any, int]:
     from .data import as_counts, check_n_components
     from .io import read_counts
 
     K = check_n_components(n_components)  # before reading: cheap checks first
-    return as_counts(read_counts(path), name=f"DATA {path!r}"), K
+    V = read_counts(
+        path,
+        index=not args.no_index,
+        transpose=args.transpose,
+        duplicates="sum" if args.sum_duplicates else "raise",
+    )
+    return as_counts(V, missing=args.missing, name=f"DATA {path!r}"), K
 
 
 # ---------------------------------------------------------------------------------------
@@ -244,6 +256,7 @@ def _sample_and_report(
     image_shape: Sequence[int] | None = None,
 ) -> tuple[Any, Path]:
     from .diagnostics import diagnose
+    from .io import save_fit
     from .report import write_report
     from .sample import sample_posterior
 
@@ -260,15 +273,23 @@ def _sample_and_report(
         pointwise_draws=args.pointwise_draws,
         progress=bar.detail if bar.shown else False,
     )
+    # the fit is saved before anything else can fail: diagnostics and the report can
+    # always be made again from it (`poisson-nmf report`)
+    bar.detail("saving fit.nc")
+    if image_shape is not None:
+        idata.attrs["image_shape"] = json.dumps(list(image_shape))
+    out = Path(args.out)
+    save_fit(idata, out / "fit.nc", comparison=cmp)
     bar.step("diagnostics")
     diag = diagnose(idata)
     bar.step("report")
-    out = write_report(
+    write_report(
         idata,
-        args.out,
+        out,
         diagnosis=diag,
         comparison=cmp,
         image_shape=image_shape,
+        save_fit=False,
         progress=bar.detail,
     )
     return diag, out
@@ -337,7 +358,7 @@ def _fit(args: argparse.Namespace) -> int:
             "--priors flat gives an improper posterior (the scale of each component is "
             "unbounded); give Gamma priors, e.g. --priors 1,1,1,1"
         )
-    counts, K = _load(args.data, args.components)
+    counts, K = _load(args.data, args.components, args)
     if args.out is None:
         args.out = str(Path("reports") / Path(args.data).name.split(".")[0])
     steps = (["MAP versus KL"] if args.compare else []) + ["posterior", "diagnostics", "report"]
@@ -358,7 +379,7 @@ def _compare(args: argparse.Namespace) -> int:
     from .compare import compare_map_kl
 
     priors = parse_priors(args.priors, default="flat")
-    counts, K = _load(args.data, args.components)
+    counts, K = _load(args.data, args.components, args)
     with _progress(["MAP versus KL"]) as bar:
         bar.step("MAP versus KL")
         cmp = compare_map_kl(counts, K, priors=priors, random_seed=args.seed)
@@ -404,12 +425,28 @@ def _sampling_options(p: argparse.ArgumentParser, draws: int, tune: int, chains:
     p.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (default 0)")
 
 
+_DATA_HELP = "counts: .csv/.tsv/.txt (also .gz), .mtx, .npz, .npy, .parquet, .h5ad or a 10x folder"
+
+
+def _data_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--missing", choices=("raise", "mask"), default="raise",
+                   help="empty cells and NaN: refuse them (raise, default) or leave them "
+                   "out of the likelihood (mask)")  # fmt: skip
+    p.add_argument("--no-index", action="store_true",
+                   help="tables: the first column is data, not row labels")  # fmt: skip
+    p.add_argument("--transpose", action="store_true",
+                   help="swap rows and columns (tables stored the other way round)")  # fmt: skip
+    p.add_argument("--sum-duplicates", action="store_true",
+                   help="sum rows (columns) sharing a label instead of refusing them")  # fmt: skip
+
+
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="poisson-nmf",
         description="Bayesian Poisson NMF in PyMC: MAP = KL-NMF, posteriors, ArviZ reports.",
-        epilog="DATA: .csv/.tsv (header and index), .mtx (Matrix Market), .npz "
-        "(scipy.sparse) or .npy. Bad input: one line on stderr, exit code 2.",
+        epilog="DATA: .csv/.tsv/.txt (header and index; also .gz), .mtx (Matrix Market), "
+        ".npz (scipy.sparse), .npy, .parquet, .h5ad or a 10x folder. Bad input: one line on "
+        "stderr, exit code 2.",
     )
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
@@ -439,7 +476,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Sample the posterior of V ~ Poisson(WH) with Gamma priors, diagnose it "
         "and write the report folder (with the fit as fit.nc).",
     )
-    f.add_argument("data", metavar="DATA", help="counts: .csv, .tsv, .mtx, .npz or .npy")
+    f.add_argument("data", metavar="DATA", help=_DATA_HELP)
     f.add_argument("--components", "-k", type=_components, required=True, metavar="K",
                    help="number of components")  # fmt: skip
     f.add_argument("--priors", default=None, metavar="SPEC",
@@ -452,6 +489,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="also fit the MAP and KL-NMF: the MAP-versus-KL section")  # fmt: skip
     f.add_argument("--image-shape", type=_image_shape, default=None, metavar="HxW",
                    help="draw components as images of this shape, e.g. 8x8")  # fmt: skip
+    _data_options(f)
     _sampling_options(f, draws=1000, tune=1000, chains=4, pointwise=500)
     f.set_defaults(func=_fit)
 
@@ -461,7 +499,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Fit KL-NMF and the PyMC MAP from one start and check that they agree "
         "(objective gap after cross-polishing, KKT residuals, the identity).",
     )
-    c.add_argument("data", metavar="DATA", help="counts: .csv, .tsv, .mtx, .npz or .npy")
+    c.add_argument("data", metavar="DATA", help=_DATA_HELP)
     c.add_argument("--components", "-k", type=_components, required=True, metavar="K",
                    help="number of components")  # fmt: skip
     c.add_argument("--priors", default=None, metavar="SPEC",
@@ -469,6 +507,7 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument(
         "--seed", type=int, default=0, metavar="S", help="random seed of the start (default 0)"
     )
+    _data_options(c)
     c.set_defaults(func=_compare)
 
     r = sub.add_parser(
@@ -491,6 +530,7 @@ def _show_warning(message: Any, category: Any, *args: Any, **kwargs: Any) -> Non
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
     from .data import ZeroRowsColumnsWarning
+    from .io import LabelColumnWarning
     from .kl import ConvergenceWarning
 
     os.environ.setdefault("MPLBACKEND", "Agg")
@@ -502,7 +542,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with warnings.catch_warnings():
         # the package's own warnings, one line each; third-party noise stays out
         warnings.simplefilter("ignore")
-        for cat in (ZeroRowsColumnsWarning, ConvergenceWarning):
+        for cat in (ZeroRowsColumnsWarning, ConvergenceWarning, LabelColumnWarning):
             warnings.filterwarnings("always", category=cat)
         warnings.filterwarnings("always", message=".*chains sit in")
         warnings.showwarning = _show_warning

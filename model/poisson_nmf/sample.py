@@ -89,6 +89,7 @@ in chunks. On all digits (109,617 entries) that is 219 MB each rather than 3.5 G
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
 import os
@@ -1439,7 +1440,7 @@ def _pointwise(
     workers: int = 1,
     chunk: int = 32,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Pointwise log-likelihood (float32) and predictive counts (int32).
+    """Pointwise log-likelihood (float32) and predictive counts (int32, int64 past it).
 
     W (C, D, F, K), H (C, D, K, N); returns arrays (C, len(draw_idx), n_obs) over the
     observed entries in row-major order. Chunks of ``chunk`` draws run in ``workers``
@@ -1458,17 +1459,34 @@ def _pointwise(
     full = not counts.has_mask
     jobs = [(ch, lo) for ch in range(C) for lo in range(0, D, chunk)]
     rngs = rng.spawn(len(jobs))
+    # predictive counts past int32 are drawn again as int64 from the same generator
+    # state: never a silent wrap, and the same values as if int64 had been used all along
+    first = [copy.deepcopy(g) for g in rngs]
+    too_big: list[int] = []
 
-    def one(j: int) -> None:
+    def rate(j: int) -> np.ndarray:
         ch, lo = jobs[j]
         idx = draw_idx[lo : lo + chunk]
         lam = np.matmul(W[ch, idx], H[ch, idx])  # (d, F, N)
-        lam = lam.reshape(len(idx), -1) if full else lam[:, r, c]
-        ll[ch, lo : lo + len(idx)] = v * np.log(lam) - lam - lgv
-        pp[ch, lo : lo + len(idx)] = rngs[j].poisson(lam)
+        return lam.reshape(len(idx), -1) if full else lam[:, r, c]
+
+    def one(j: int) -> None:
+        ch, lo = jobs[j]
+        lam = rate(j)
+        ll[ch, lo : lo + lam.shape[0]] = v * np.log(lam) - lam - lgv
+        x = rngs[j].poisson(lam)
+        if x.size and x.max() > np.iinfo(np.int32).max:
+            too_big.append(j)
+        pp[ch, lo : lo + lam.shape[0]] = x
 
     with threadpool_limits(1), ThreadPoolExecutor(max_workers=max(1, workers)) as ex:
         list(ex.map(one, range(len(jobs))))
+    if too_big:
+        pp = pp.astype(np.int64)
+        for j in too_big:
+            ch, lo = jobs[j]
+            lam = rate(j)
+            pp[ch, lo : lo + lam.shape[0]] = first[j].poisson(lam)
     return ll, pp
 
 
