@@ -350,9 +350,11 @@ def _int(x: Any) -> str:
 
 
 def _status(c: Any) -> str:
+    if c.threshold == "-":
+        return "n/a"
     if c.passed:
-        return "pass" if c.severity != "info" else "n/a"
-    return {"fail": "FAIL", "warn": "WARN", "info": "n/a"}[c.severity]
+        return "pass"
+    return {"fail": "FAIL", "warn": "WARN", "info": "note"}[c.severity]
 
 
 def _settings(idata: xr.DataTree) -> dict:
@@ -396,7 +398,17 @@ def _content(
     pri = st.get("priors", {})
     data = f"V: {F} rows x {N} columns"
     if V is not None:
-        data += f", {int(V.sum())} counts in all, {float((V > 0).mean()):.1%} non-zero"
+        if "mask" in idata["observed_data"]:
+            od = idata["observed_data"].to_dataset()
+            obs = ~np.asarray(od["mask"].values, dtype=bool)
+            vv = np.asarray(od["V"].values)[obs]
+            data += (
+                f", {int(vv.sum())} counts in all over {obs.sum()} observed entries, "
+                f"{float((vv > 0).mean()):.1%} of them non-zero; {int((~obs).sum())} "
+                "entries missing (masked, left out of the likelihood)"
+            )
+        else:
+            data += f", {int(V.sum())} counts in all, {float((V > 0).mean()):.1%} non-zero"
     gamma = "Gamma({}, {})".format
     model = (
         f"V ~ Poisson(WH), K = {K}; W ~ {gamma(pri.get('w_shape', '?'), pri.get('w_rate', '?'))}"
@@ -435,16 +447,21 @@ def _content(
             "p",
             "Every check compared with its threshold. A FAIL (R-hat, ESS, divergences, "
             "E-BFMI, modes) means the draws do not represent the posterior; a WARN is a "
-            "caveat on efficiency or on the fit of the model. Thresholds: R-hat 1.01 "
-            "and ESS 100 per chain (Vehtari et al. 2021), E-BFMI 0.3 (Betancourt 2016), "
-            "Pareto k 0.7 (Vehtari et al. 2024).",
+            "caveat on the fit of the model (one-sided: over-dispersion); a note (MCSE, "
+            "tree depth) is the cost of the run, never a caveat on the draws. "
+            "Thresholds: R-hat 1.01 and ESS 100 per chain (Vehtari et al. 2021), E-BFMI "
+            "0.3 (Betancourt 2016). Pareto k is in the PSIS-LOO section.",
         )
     )
     B.append(
         _Block(
             "table",
             header=["check", "value", "needs", "status", "detail"],
-            rows=[[c.label, _num(c.value), c.threshold, _status(c), c.detail] for c in diag.checks],
+            rows=[
+                [c.label, _num(c.value), c.threshold, _status(c), c.detail]
+                for c in diag.checks
+                if c.name != "pareto_k"
+            ],
         )
     )
     B.append(_Block("p", "Modes: " + str(ModeReport(**diag.modes)) + "."))
@@ -525,6 +542,8 @@ def _content(
                 "elpd_loo is unreliable, not that the sampler failed.",
             )
         )
+        kc = diag.check("pareto_k")
+        B.append(_Block("p", f"Pareto k ({_status(kc)}, information): {kc.detail}."))
         n_par = (F + N) * K
         if lo["p"] > n_par:
             B.append(
