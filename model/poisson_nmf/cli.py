@@ -44,6 +44,8 @@ from typing import Any, NoReturn
 
 import numpy as np
 
+from .memory import DEFAULT_MAX_MEMORY
+
 __all__ = ["main"]
 
 _PRIOR_NAMES = ("w_shape", "w_rate", "h_shape", "h_rate")
@@ -271,6 +273,7 @@ def _sample_and_report(
         chains=args.chains,
         random_seed=args.seed,
         pointwise_draws=args.pointwise_draws,
+        max_memory=args.max_memory,
         progress=bar.detail if bar.shown else False,
     )
     # the fit is saved before anything else can fail: diagnostics and the report can
@@ -422,6 +425,10 @@ def _sampling_options(p: argparse.ArgumentParser, draws: int, tune: int, chains:
     p.add_argument("--pointwise-draws", type=_count, default=pointwise, metavar="N",
                    help="draws kept for the predictive checks and LOO "
                    f"(default {pointwise}; 0 leaves them out)")  # fmt: skip
+    p.add_argument("--max-memory", default=DEFAULT_MAX_MEMORY, metavar="SIZE",
+                   help="budget for everything the run stores and computes after sampling, "
+                   f"e.g. 8GB or none (default {DEFAULT_MAX_MEMORY}): past it the pointwise "
+                   "draws are thinned, or the run stops before sampling")  # fmt: skip
     p.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (default 0)")
 
 
@@ -532,6 +539,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .data import ZeroRowsColumnsWarning
     from .io import LabelColumnWarning
     from .kl import ConvergenceWarning
+    from .memory import MemoryBudgetWarning
 
     os.environ.setdefault("MPLBACKEND", "Agg")
     try:
@@ -542,7 +550,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     with warnings.catch_warnings():
         # the package's own warnings, one line each; third-party noise stays out
         warnings.simplefilter("ignore")
-        for cat in (ZeroRowsColumnsWarning, ConvergenceWarning, LabelColumnWarning):
+        shown = (ZeroRowsColumnsWarning, ConvergenceWarning, LabelColumnWarning,
+                 MemoryBudgetWarning)  # fmt: skip
+        for cat in shown:
             warnings.filterwarnings("always", category=cat)
         warnings.filterwarnings("always", message=".*chains sit in")
         warnings.showwarning = _show_warning

@@ -79,6 +79,7 @@ import xarray as xr
 from scipy.stats import binom
 
 from .convergence import entry_table, summarize_convergence
+from .memory import CHUNK_BYTES
 
 __all__ = ["THRESHOLDS", "Check", "Diagnosis", "diagnose", "entry_label"]
 
@@ -309,16 +310,25 @@ def _ppc(idata: xr.DataTree, prob: float) -> tuple[dict, pd.DataFrame, pd.DataFr
     obs_dims = tuple(str(d) for d in pp.dims if d not in ("chain", "draw"))
     pp = pp.transpose("chain", "draw", *obs_dims)
     y = _observed_at(idata, pp).transpose(*obs_dims)
-    bounds = azs.eti(pp, prob=prob)
-    lo = bounds.sel(ci_bound="lower").transpose(*obs_dims)
-    hi = bounds.sel(ci_bound="upper").transpose(*obs_dims)
     yv = y.values.astype(np.float64)
-    covered = (yv >= lo.values) & (yv <= hi.values)
+    # intervals in chunks along the first entry dim, each within CHUNK_BYTES (ArviZ's
+    # quantiles sort a float64 copy): never a float64 copy of the whole group
+    S = pp.sizes["chain"] * pp.sizes["draw"]
+    per = int(np.prod([pp.sizes[d] for d in obs_dims[1:]], dtype=np.int64))
+    step = max(1, CHUNK_BYTES // max(1, 3 * 8 * S * per))
+    covered = np.empty(yv.shape, dtype=bool)
+    for a in range(0, pp.sizes[obs_dims[0]], step):
+        bounds = azs.eti(pp.isel({obs_dims[0]: slice(a, a + step)}), prob=prob)
+        lo = bounds.sel(ci_bound="lower").transpose(*obs_dims).values
+        hi = bounds.sel(ci_bound="upper").transpose(*obs_dims).values
+        covered[a : a + step] = (yv[a : a + step] >= lo) & (yv[a : a + step] <= hi)
     post = idata["posterior"].to_dataset()
     draws = pp["draw"].values
     y_flat = yv.ravel()
     real, rep = [], []
-    chunk = 32
+    # rates of a few draws at a time (a dense F x N each), within CHUNK_BYTES
+    F, N = post.sizes["row"], post.sizes["column"]
+    chunk = max(1, min(32, CHUNK_BYTES // max(1, 4 * 8 * F * N)))
     for c in range(pp.sizes["chain"]):
         for s in range(0, draws.size, chunk):
             d = draws[s : s + chunk]
@@ -354,10 +364,9 @@ def _ppc(idata: xr.DataTree, prob: float) -> tuple[dict, pd.DataFrame, pd.DataFr
 
 def _constant_loglik(idata: xr.DataTree) -> np.ndarray:
     """Whether each pointwise log-likelihood entry is one value over all draws (flat)."""
-    ll = idata["log_likelihood"]["V"]
-    obs = [d for d in ll.dims if d not in ("chain", "draw")]
-    v = ll.transpose("chain", "draw", *obs).values.reshape(ll.sizes["chain"] * ll.sizes["draw"], -1)
-    hi, lo = v.max(axis=0), v.min(axis=0)
+    ll = idata["log_likelihood"].to_dataset()["V"]
+    hi = ll.max(("chain", "draw"), skipna=False).values.ravel()
+    lo = ll.min(("chain", "draw"), skipna=False).values.ravel()
     return np.asarray((hi - lo) <= 1e-6 * np.maximum(np.abs(hi), 1.0))
 
 

@@ -148,6 +148,11 @@ def _fig_energy(ss: xr.Dataset, path: Path) -> None:
     _save_pc(pc, path)
 
 
+# the rootogram's histogram of counts reads at most this many entries (a fixed subsample)
+_ROOTOGRAM_ENTRIES = 100_000
+_ROOTOGRAM_SEED = 2718
+
+
 def _flat_entries(ds: xr.Dataset) -> xr.Dataset:
     dims = [d for d in ("row", "column") if d in ds.dims]
     if len(dims) == 2:
@@ -162,6 +167,13 @@ def _fig_rootogram(idata: xr.DataTree, path: Path) -> None:
     obs = idata["observed_data"].to_dataset()[["V"]]
     if "entry" in pp.dims:
         obs = obs.sel(row=pp["row"], column=pp["column"])
+    elif pp.sizes["row"] * pp.sizes["column"] > _ROOTOGRAM_ENTRIES:
+        # a fixed random subsample of entries, picked without stacking the whole group
+        rng = np.random.default_rng(_ROOTOGRAM_SEED)
+        flat = rng.choice(pp.sizes["row"] * pp.sizes["column"], _ROOTOGRAM_ENTRIES, replace=False)
+        ri, ci = np.unravel_index(np.sort(flat), (pp.sizes["row"], pp.sizes["column"]))
+        pick = {"row": xr.DataArray(ri, dims="entry"), "column": xr.DataArray(ci, dims="entry")}
+        pp, obs = pp.isel(pick), obs.isel(pick)
     tree = xr.DataTree.from_dict(
         {"posterior_predictive": _flat_entries(pp), "observed_data": _flat_entries(obs)}
     )

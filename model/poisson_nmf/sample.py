@@ -111,6 +111,7 @@ from threadpoolctl import threadpool_limits
 
 from .align import Normalize, _check_normalize, align_factors
 from .data import Counts, as_counts, check_n_components
+from .memory import DEFAULT_MAX_MEMORY, MemoryBudgetWarning, plan_memory, thinning_message
 from .priors import GammaPriors
 from .progress import ProgressArg, SamplingProgress
 from .vecmath import FAST as _FAST
@@ -1518,6 +1519,7 @@ def sample_posterior(
     mask: Any = None,
     keep: Literal["all", "main"] | Sequence[int] = "all",
     pointwise_draws: int | None = 500,
+    max_memory: Any = DEFAULT_MAX_MEMORY,
     map_kwargs: dict | None = None,
     nuts_kwargs: dict | None = None,
     progress: ProgressArg = None,
@@ -1581,6 +1583,13 @@ def sample_posterior(
     pointwise_draws : int or None
         Most draws in all for ``log_likelihood`` and ``posterior_predictive``
         (thinned evenly within chains); ``None`` keeps all, ``0`` leaves them out.
+    max_memory : str, int or None
+        Budget for everything the run stores and computes afterwards (default "4GB";
+        None: no limit), planned before sampling by :func:`poisson_nmf.memory.plan_memory`:
+        past it the pointwise groups are thinned or left out with a
+        :class:`~poisson_nmf.memory.MemoryBudgetWarning` giving the sizes, or, when the
+        counts and the draws of W and H alone do not fit, a ``ValueError`` names the
+        settings to change before anything is sampled.
     map_kwargs : dict, optional
         Passed to :func:`poisson_nmf.kl_nmf` (default ``max_iter=1000, tol=1e-6``, and
         ``n_restarts=4`` with ``init="map"``, 1 with ``init="restarts"``).
@@ -1642,6 +1651,14 @@ def sample_posterior(
     map_kwargs = dict(map_kwargs or {})
     nuts_kwargs = dict(nuts_kwargs or {})
     F, N = counts.shape
+    n_req = draws * chains if pointwise_draws is None else min(pointwise_draws, draws * chains)
+    mem = plan_memory(
+        F, N, K, chains=chains, draws=draws, n_observed=counts.n_observed,
+        nnz=int(counts.nz_values.size), dense=_use_dense(counts), pointwise_draws=n_req,
+        max_memory=max_memory,
+    )  # fmt: skip
+    if mem.pointwise_draws < n_req:
+        warnings.warn(thinning_message(mem), MemoryBudgetWarning, stacklevel=2)
     with SamplingProgress(progress, chains, tune + draws) as bar:
         if sampler == "nutpie":
             bar.phase("loading the compiled sampler (compiling it on the first run)")
@@ -1756,12 +1773,12 @@ def sample_posterior(
         if counts.has_mask:
             groups["observed_data"]["mask"] = (("row", "column"), ~counts.observed())
 
-        n_pw = draws * chains if pointwise_draws is None else min(pointwise_draws, draws * chains)
+        n_pw = mem.pointwise_draws
         if n_pw > 0:
             bar.phase("pointwise log-likelihood and predictive draws")
             per_chain = max(1, n_pw // chains)
             draw_idx = np.unique(np.linspace(0, draws - 1, per_chain).round().astype(int))
-            ll_pw, pp = _pointwise(counts, Wa, Ha, draw_idx, rng_pp, cores)
+            ll_pw, pp = _pointwise(counts, Wa, Ha, draw_idx, rng_pp, cores, mem.chunk_draws)
             pc: dict[str, Any] = {"chain": np.arange(chains), "draw": draw_idx}
             if counts.has_mask:
                 r, cc = np.nonzero(counts.observed())
@@ -1800,6 +1817,8 @@ def sample_posterior(
             "jitter": jitter,
             "keep": keep if isinstance(keep, str) else [int(c) for c in keep],
             "pointwise_draws": pointwise_draws,
+            "max_memory": repr(max_memory),
+            "memory": mem.to_dict(),
             "random_seed": _seed_repr(random_seed),
             "chain_seeds": seeds,
             "map_kwargs": {k: repr(v) for k, v in map_kwargs.items()},
