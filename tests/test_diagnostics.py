@@ -208,3 +208,53 @@ def test_zero_rates_contribute_zero_to_the_discrepancy():
     t = _with(t, "posterior_predictive", "V", pp)
     d = pnmf.diagnose(t)
     assert np.isfinite(d.ppc["ppp"]) and d.ppc["n_undefined_draws"] == 0
+
+
+def _sparse_case():
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(7)
+    return sp.csr_array(rng.poisson(0.15, (40, 30)) * rng.poisson(6.0, (40, 30)))
+
+
+def test_zero_subsample_of_large_sparse_input(monkeypatch):
+    # the layout of large sparse fits, on a small one (thresholds lowered): every
+    # non-zero with weight 1 and m = max(nnz, 50) zeros with weight n_zero / m
+    from poisson_nmf import sample as smp
+
+    V = _sparse_case()
+    counts = pnmf.as_counts(V)
+    assert smp._pointwise_entries(counts) is None  # 1200 entries: the full layout
+    monkeypatch.setattr(smp, "_ZERO_SUBSAMPLE_ABOVE", 100)
+    monkeypatch.setattr(smp, "_ZERO_SUBSAMPLE_MIN", 50)
+    r, c, w = smp._pointwise_entries(counts)
+    nnz = counts.nz_values.size
+    n_zero = 1200 - nnz
+    m = max(nnz, 50)
+    assert r.size == nnz + m and w.sum() == pytest.approx(1200)
+    assert (w[:nnz] == 1).all() and np.allclose(w[nnz:], n_zero / m)
+    assert (V.toarray()[r[nnz:], c[nnz:]] == 0).all()  # the subsample holds zeros only
+    assert len(set(zip(r.tolist(), c.tolist(), strict=True))) == r.size  # no repeats
+    r2, c2, _ = smp._pointwise_entries(counts)
+    assert (r2 == r).all() and (c2 == c).all()  # a fixed seed
+
+
+@pytest.mark.slow
+def test_weighted_checks_estimate_the_full_ones(monkeypatch):
+    from poisson_nmf import sample as smp
+
+    V = _sparse_case()
+    kw = dict(draws=150, tune=150, chains=2, random_seed=3, pointwise_draws=100)
+    full = pnmf.diagnose(pnmf.sample_posterior(V, 2, **kw))
+    monkeypatch.setattr(smp, "_ZERO_SUBSAMPLE_ABOVE", 100)
+    monkeypatch.setattr(smp, "_ZERO_SUBSAMPLE_MIN", 50)
+    idata = pnmf.sample_posterior(V, 2, **kw)
+    ll = idata["log_likelihood"]["V"]
+    assert ll.dims == ("chain", "draw", "entry") and "weight" in ll.coords
+    d = pnmf.diagnose(idata)
+    assert d.ppc["weighted"] and d.ppc["n_entries"] == 1200
+    assert d.loo["weighted"] and d.loo["n_data_points"] == 1200
+    # same draws (same seed): the weighted estimate of elpd_loo over all 1200 entries
+    # agrees with the full one within its se (the zero stratum is a sample)
+    assert abs(d.loo["elpd"] - full.loo["elpd"]) < d.loo["se"]
+    assert abs(d.ppc["coverage"] - full.ppc["coverage"]) < 0.05

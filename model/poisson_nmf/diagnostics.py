@@ -317,6 +317,8 @@ def _ppc(idata: xr.DataTree, prob: float) -> tuple[dict, pd.DataFrame, pd.DataFr
     per = int(np.prod([pp.sizes[d] for d in obs_dims[1:]], dtype=np.int64))
     step = max(1, CHUNK_BYTES // max(1, 3 * 8 * S * per))
     covered = np.empty(yv.shape, dtype=bool)
+    # large sparse fits: every non-zero and a weighted subsample of the zeros (entry dim)
+    w = np.asarray(pp["weight"].values, dtype=np.float64) if "weight" in pp.coords else None
     for a in range(0, pp.sizes[obs_dims[0]], step):
         bounds = azs.eti(pp.isel({obs_dims[0]: slice(a, a + step)}), prob=prob)
         lo = bounds.sel(ci_bound="lower").transpose(*obs_dims).values
@@ -337,17 +339,22 @@ def _ppc(idata: xr.DataTree, prob: float) -> tuple[dict, pd.DataFrame, pd.DataFr
             # a rate of exactly 0 has y = y_rep = 0 (Poisson(0) is 0): its term is 0
             pos = lam > 0
             safe = np.where(pos, lam, 1.0)
-            real.append(np.sum(np.where(pos, (y_flat - lam) ** 2 / safe, 0.0), axis=1))
-            rep.append(np.sum(np.where(pos, (yrep - lam) ** 2 / safe, 0.0), axis=1))
+            tr = np.where(pos, (y_flat - lam) ** 2 / safe, 0.0)
+            tp = np.where(pos, (yrep - lam) ** 2 / safe, 0.0)
+            real.append(np.sum(tr if w is None else tr * w, axis=1))
+            rep.append(np.sum(tp if w is None else tp * w, axis=1))
     t_real, t_rep = np.concatenate(real), np.concatenate(rep)
     fin = np.isfinite(t_real) & np.isfinite(t_rep)
     ppp = float(np.mean(t_rep >= t_real)) if fin.all() else float("nan")
-    n_cov = int(covered.size)
-    # one-sided: P(X <= covered count) for X ~ Binomial(n, prob)
-    cov_p = float(binom.cdf(int(covered.sum()), n_cov, prob)) if n_cov else 1.0
+    cov_share = float(covered.mean()) if w is None else float(np.sum(w * covered.ravel()) / w.sum())
+    n_cov = int(covered.size) if w is None else int(round(w.sum()))
+    # one-sided: P(X <= covered count) for X ~ Binomial(n, prob), n the entries checked
+    # (with a zero subsample, those entries, not the more numerous ones they stand for)
+    n_chk = int(covered.size)
+    cov_p = float(binom.cdf(int(round(cov_share * n_chk)), n_chk, prob)) if n_chk else 1.0
     info = {
         "prob": prob,
-        "coverage": float(covered.mean()),
+        "coverage": cov_share,
         "ppp": ppp,
         "coverage_p": cov_p,
         "n_undefined_draws": int(np.sum(~fin)),
@@ -355,7 +362,9 @@ def _ppc(idata: xr.DataTree, prob: float) -> tuple[dict, pd.DataFrame, pd.DataFr
         "realised_mean": float(t_real.mean()),
         "replicated_mean": float(t_rep.mean()),
         "n_draws": int(t_real.size),
-        "n_entries": int(covered.size),
+        "n_entries": n_cov,
+        "n_pointwise_entries": int(covered.size),
+        "weighted": w is not None,
     }
     disc = pd.DataFrame({"realised": t_real, "replicated": t_rep})
     cov = pd.DataFrame({"observed": y_flat, "covered": covered.ravel()})
@@ -368,6 +377,48 @@ def _constant_loglik(idata: xr.DataTree) -> np.ndarray:
     hi = ll.max(("chain", "draw"), skipna=False).values.ravel()
     lo = ll.min(("chain", "draw"), skipna=False).values.ravel()
     return np.asarray((hi - lo) <= 1e-6 * np.maximum(np.abs(hi), 1.0))
+
+
+def _weighted_loo(idata: xr.DataTree, elpd: Any) -> dict:
+    """elpd_loo, its se and p_loo over all observed entries from weighted pointwise ones.
+
+    Large sparse fits keep every non-zero (weight 1) and a random subsample of the zeros
+    (weight n_zero / m) (:func:`poisson_nmf.sample._pointwise_entries`). With S the
+    entries that have an elpd_i (all of them, or ArviZ's simple random subsample of s of
+    the n entries), elpd = (n / s) sum_S w_i elpd_i (Horvitz-Thompson); its se combines
+    the usual LOO se over the N_tot represented entries, sqrt(N_tot var_w(elpd_i)),
+    with the subsampling se n sqrt((1 - s / n) var(w_i elpd_i) / s); lpd = sum w_i lpd_i
+    is exact over the entries, and p_loo = lpd - elpd.
+    """
+    from scipy.special import logsumexp
+
+    ll = idata["log_likelihood"].to_dataset()["V"]
+    w = np.asarray(ll["weight"].values, dtype=np.float64)
+    n = w.size
+    ei = np.asarray(elpd.elpd_i.values, dtype=np.float64).ravel()
+    fin = np.isfinite(ei)
+    s = int(fin.sum())
+    wf, ef = w[fin], ei[fin]
+    total = n / s * float(np.sum(wf * ef))
+    n_tot = float(w.sum())
+    mean_w = float(np.sum(wf * ef) / np.sum(wf))
+    var_w = float(np.sum(wf * (ef - mean_w) ** 2) / np.sum(wf))
+    se_sub = n * math.sqrt(max(0.0, 1 - s / n) * np.var(wf * ef, ddof=1) / s) if s > 1 else 0.0
+    se = math.sqrt(n_tot * var_w + se_sub**2)
+    S = ll.sizes["chain"] * ll.sizes["draw"]
+    lpd_i = np.empty(n)
+    step = max(1, CHUNK_BYTES // (8 * S))
+    for a in range(0, n, step):  # bounded chunks over entries
+        part = np.asarray(ll.isel(entry=slice(a, a + step)).values, dtype=np.float64)
+        lpd_i[a : a + step] = logsumexp(part.reshape(S, -1), axis=0) - math.log(S)
+    return {
+        "elpd": total,
+        "se": se,
+        "p": float(np.sum(w * lpd_i)) - total,
+        "n_data_points": int(round(n_tot)),
+        "weighted": True,
+        "n_pointwise_entries": int(n),
+    }
 
 
 def _loo(idata: xr.DataTree, max_points: int) -> Any:
@@ -596,6 +647,7 @@ def diagnose(
         elpd = _loo(idata, loo_max_points)
         k = elpd.pareto_k
         kv = np.asarray(k.values, dtype=float).ravel()
+        n_with_k = int(np.isfinite(kv).sum())
         const_ll = _constant_loglik(idata)
         n_const = int(np.sum(const_ll & np.isfinite(kv)))
         # constant log-likelihood: the LOO weights are exact, k is not an estimate;
@@ -611,7 +663,7 @@ def diagnose(
             "n_samples": int(elpd.n_samples),
             "n_data_points": int(elpd.n_data_points),
             "good_k": float(elpd.good_k),
-            "subsampled": bool(kv.size < elpd.n_data_points),
+            "subsampled": bool(n_with_k < elpd.n_data_points),
             "n_k": int(kv.size),
             "k_counts": {
                 "(-inf, 0.5]": int(counts[0]),
@@ -620,6 +672,8 @@ def diagnose(
                 "(1, inf)": int(counts[3]),
             },
         }
+        if "weight" in idata["log_likelihood"].coords:
+            loo_info.update(_weighted_loo(idata, elpd))
         n_high = int(np.sum(kv > pareto_k_max))
         sub = "subsampled " if loo_info["subsampled"] else ""
         n_par = (post.sizes["row"] + post.sizes["column"]) * post.sizes["component"]

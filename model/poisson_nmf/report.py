@@ -520,8 +520,15 @@ def _content(
         B.append(
             _Block(
                 "p",
-                f"From {p['n_draws']} predictive draws of all {p['n_entries']} "
-                f"observed counts: {p['coverage']:.1%} of the counts lie inside their "
+                f"From {p['n_draws']} predictive draws of "
+                + (
+                    f"every non-zero count and a fixed random subsample of the zeros "
+                    f"({p['n_pointwise_entries']} entries, weighted to stand for all "
+                    f"{p['n_entries']} observed counts)"
+                    if p.get("weighted")
+                    else f"all {p['n_entries']} observed counts"
+                )
+                + f": {p['coverage']:.1%} of the counts lie inside their "
                 f"central {p['prob']:.0%} predictive interval; the chi-square "
                 f"discrepancy of the data averages {_num(p['realised_mean'])} against "
                 f"{_num(p['replicated_mean'])} for replicated data (posterior "
@@ -544,6 +551,12 @@ def _content(
             if lo["subsampled"]
             else f"over all {lo['n_data_points']} observed entries"
         )
+        if lo.get("weighted"):
+            how += (
+                f"; the {lo['n_pointwise_entries']} entries are every non-zero and a weighted "
+                "subsample of the zeros, so elpd_loo and its se estimate the sum over all "
+                "observed entries (Horvitz-Thompson)"
+            )
         B.append(
             _Block(
                 "p",

@@ -1432,6 +1432,43 @@ def select_chains(idata: xr.DataTree, chains: Sequence[int]) -> xr.DataTree:
 # pointwise groups
 
 
+# sparse input with more observed entries than this keeps its pointwise groups on an
+# `entry` dim: every non-zero, and a fixed random subsample of the zeros with a weight
+_ZERO_SUBSAMPLE_ABOVE = 200_000
+_ZERO_SUBSAMPLE_MIN = 50_000
+_ZERO_SUBSAMPLE_SEED = 1618
+
+
+def _pointwise_entries(counts: Counts) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """Entries of the pointwise groups of large sparse input, with their weights.
+
+    Returns None (every observed entry, the dense layout) unless V is sparse with more
+    than ``_ZERO_SUBSAMPLE_ABOVE`` observed entries. Then: every observed non-zero
+    (weight 1) and m = max(nnz, 50 000) observed zeros drawn uniformly without
+    replacement with a fixed seed (weight n_zero / m), so that a weighted sum over the
+    entries is an unbiased estimate of the sum over all observed entries (stratified
+    sampling: the non-zeros exactly, the zeros by their sample). Never an F x N array.
+    """
+    if not counts.is_sparse or counts.n_observed <= _ZERO_SUBSAMPLE_ABOVE:
+        return None
+    F, N = counts.shape
+    nz = np.ravel_multi_index((counts.nz_rows, counts.nz_cols), (F, N))
+    taken = np.union1d(nz, np.ravel_multi_index((counts.missing_rows, counts.missing_cols), (F, N)))
+    n_zero = F * N - taken.size
+    m = min(n_zero, max(nz.size, _ZERO_SUBSAMPLE_MIN))
+    rng = np.random.default_rng(_ZERO_SUBSAMPLE_SEED)
+    zeros = np.zeros(0, dtype=np.int64)
+    while zeros.size < m:
+        cand = np.unique(rng.integers(0, F * N, size=2 * (m - zeros.size) + 16))
+        cand = cand[~np.isin(cand, taken, assume_unique=True) & ~np.isin(cand, zeros)]
+        zeros = np.concatenate([zeros, rng.permutation(cand)[: m - zeros.size]])
+    zeros = np.sort(zeros)
+    flat = np.concatenate([nz, zeros])
+    r, c = np.unravel_index(flat, (F, N))
+    weight = np.concatenate([np.ones(nz.size), np.full(zeros.size, n_zero / max(m, 1))])
+    return r.astype(np.int64), c.astype(np.int64), weight
+
+
 def _pointwise(
     counts: Counts,
     W: np.ndarray,
@@ -1440,6 +1477,7 @@ def _pointwise(
     rng: np.random.Generator,
     workers: int = 1,
     chunk: int = 32,
+    entries: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Pointwise log-likelihood (float32) and predictive counts (int32, int64 past it).
 
@@ -1447,17 +1485,22 @@ def _pointwise(
     observed entries in row-major order. Chunks of ``chunk`` draws run in ``workers``
     threads (NumPy's log and Poisson draws release the GIL: on all digits 5.0 s ->
     2.8 s on 2 cores), each chunk with its own generator spawned from ``rng``, so the
-    draws do not depend on the order the chunks run in.
+    draws do not depend on the order the chunks run in. With ``entries`` (rows and
+    columns, from :func:`_pointwise_entries`) only those entries are computed, from the
+    factors' rows and columns (never a dense F x N rate).
     """
-    obs = counts.observed()
-    r, c = np.nonzero(obs)
-    v = counts.dense()[r, c]
+    if entries is None:
+        r, c = np.nonzero(counts.observed())
+        v = counts.dense()[r, c]
+    else:
+        r, c = entries
+        v = np.asarray(counts.values[r, c], dtype=np.float64).ravel()
     lgv = gammaln(v + 1.0)
     C = W.shape[0]
     D = draw_idx.size
     ll = np.empty((C, D, r.size), dtype=np.float32)
     pp = np.empty((C, D, r.size), dtype=np.int32)
-    full = not counts.has_mask
+    full = not counts.has_mask and entries is None
     jobs = [(ch, lo) for ch in range(C) for lo in range(0, D, chunk)]
     rngs = rng.spawn(len(jobs))
     # predictive counts past int32 are drawn again as int64 from the same generator
@@ -1468,6 +1511,8 @@ def _pointwise(
     def rate(j: int) -> np.ndarray:
         ch, lo = jobs[j]
         idx = draw_idx[lo : lo + chunk]
+        if entries is not None:  # (d, entries): each rate from its row of W, column of H
+            return np.einsum("dek,dke->de", W[ch, idx][:, r, :], H[ch, idx][:, :, c])
         lam = np.matmul(W[ch, idx], H[ch, idx])  # (d, F, N)
         return lam.reshape(len(idx), -1) if full else lam[:, r, c]
 
@@ -1652,8 +1697,10 @@ def sample_posterior(
     nuts_kwargs = dict(nuts_kwargs or {})
     F, N = counts.shape
     n_req = draws * chains if pointwise_draws is None else min(pointwise_draws, draws * chains)
+    pw_entries = _pointwise_entries(counts) if n_req else None
     mem = plan_memory(
-        F, N, K, chains=chains, draws=draws, n_observed=counts.n_observed,
+        F, N, K, chains=chains, draws=draws,
+        n_observed=counts.n_observed if pw_entries is None else pw_entries[0].size,
         nnz=int(counts.nz_values.size), dense=_use_dense(counts), pointwise_draws=n_req,
         max_memory=max_memory,
     )  # fmt: skip
@@ -1778,11 +1825,18 @@ def sample_posterior(
             bar.phase("pointwise log-likelihood and predictive draws")
             per_chain = max(1, n_pw // chains)
             draw_idx = np.unique(np.linspace(0, draws - 1, per_chain).round().astype(int))
-            ll_pw, pp = _pointwise(counts, Wa, Ha, draw_idx, rng_pp, cores, mem.chunk_draws)
+            ent = None if pw_entries is None else pw_entries[:2]
+            ll_pw, pp = _pointwise(counts, Wa, Ha, draw_idx, rng_pp, cores, mem.chunk_draws, ent)
             pc: dict[str, Any] = {"chain": np.arange(chains), "draw": draw_idx}
-            if counts.has_mask:
+            dims: tuple[str, ...]
+            if pw_entries is not None:
+                r, cc, wt = pw_entries
+                dims = ("chain", "draw", "entry")
+                pc = {**pc, "entry": np.arange(r.size), "row": ("entry", counts.row[r]),
+                      "column": ("entry", counts.column[cc]), "weight": ("entry", wt)}  # fmt: skip
+            elif counts.has_mask:
                 r, cc = np.nonzero(counts.observed())
-                dims: tuple[str, ...] = ("chain", "draw", "entry")
+                dims = ("chain", "draw", "entry")
                 pc = {**pc, "entry": np.arange(r.size), "row": ("entry", counts.row[r]),
                       "column": ("entry", counts.column[cc])}  # fmt: skip
             else:
