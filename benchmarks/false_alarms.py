@@ -124,10 +124,10 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     p.add_argument("--tune", type=int, default=None)
     p.add_argument("--chains", type=int, default=None)
     p.add_argument("--json", default=None, help="also write every row here")
-    p.add_argument("--quick", action="store_true", help="4 tiny data sets, short runs")
+    p.add_argument("--quick", action="store_true", help="2 tiny data sets, short runs")
     a = p.parse_args(argv)
     if a.quick:
-        a.n, a.max_size, a.draws, a.tune, a.chains = 4, 12, 100, 100, 2
+        a.n, a.max_size, a.draws, a.tune, a.chains = 2, 10, 60, 60, 2
     print(
         f"false alarms: {a.n} data sets from the model, F, N in [8, {a.max_size}], "
         f"draws {a.draws or 'default'}, tune {a.tune or 'default'}, chains "
