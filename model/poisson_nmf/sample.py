@@ -84,7 +84,17 @@ draw and observed entry; they hold at most ``pointwise_draws`` draws in all (def
 500, thinned evenly within each chain; coordinate ``draw`` keeps the original draw
 numbers), in float32 (log-likelihood) and int32 (predictive counts), and are computed
 in chunks. On all digits (109,617 entries) that is 219 MB each rather than 3.5 GB.
-``pointwise_draws=None`` keeps every draw, ``0`` leaves the groups out.
+``pointwise_draws=None`` keeps every draw, ``0`` leaves the groups out. Predictive
+counts past the int32 range are kept as int64 (never wrapped).
+
+Sparse input with more than 200,000 observed entries keeps its pointwise groups on an
+``entry`` dim: every non-zero, and a fixed random subsample of m = max(nnz, 50,000)
+observed zeros with the coordinate ``weight`` = n_zero / m (1 for the non-zeros), so
+that diagnose's coverage, discrepancy and elpd_loo are weighted estimates over all
+observed entries; their rates come from the rows of W and columns of H, never a dense
+F x N array. ``max_memory`` (default "4GB") is planned before sampling
+(:mod:`poisson_nmf.memory`): past it the pointwise draws are thinned or left out with a
+warning, or the run is refused before sampling.
 """
 
 from __future__ import annotations
