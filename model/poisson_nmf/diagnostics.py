@@ -647,12 +647,14 @@ def diagnose(
         elpd = _loo(idata, loo_max_points)
         k = elpd.pareto_k
         kv = np.asarray(k.values, dtype=float).ravel()
-        n_with_k = int(np.isfinite(kv).sum())
         const_ll = _constant_loglik(idata)
         n_const = int(np.sum(const_ll & np.isfinite(kv)))
         # constant log-likelihood: the LOO weights are exact, k is not an estimate;
         # a subsample leaves the other entries NaN, as does an undefined fit of k
-        n_undef = int(np.sum(~np.isfinite(kv) & ~const_ll)) if kv.size == const_ll.size else 0
+        # _loo subsamples past loo_max_points: the entries outside the subsample have no k
+        # by design, which is not undefined
+        subsampled = kv.size > loo_max_points
+        n_undef = 0 if subsampled else int(np.sum(~np.isfinite(kv) & ~const_ll))
         kv = kv[np.isfinite(kv) & ~const_ll]
         edges = [-np.inf, 0.5, 0.7, 1.0, np.inf]
         counts = np.histogram(kv, bins=edges)[0]
@@ -663,7 +665,7 @@ def diagnose(
             "n_samples": int(elpd.n_samples),
             "n_data_points": int(elpd.n_data_points),
             "good_k": float(elpd.good_k),
-            "subsampled": bool(n_with_k < elpd.n_data_points),
+            "subsampled": bool(subsampled),
             "n_k": int(kv.size),
             "k_counts": {
                 "(-inf, 0.5]": int(counts[0]),

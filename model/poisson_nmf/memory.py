@@ -11,7 +11,8 @@ fits the run into ``max_memory``:
 - **pointwise**: per pointwise draw, every observed entry's log-likelihood (float32)
   and predictive count (int32) stored, plus what :func:`poisson_nmf.diagnose` and the
   report compute from them (the predictive intervals sort a float64 copy; the rootogram
-  reads the counts): :data:`POINTWISE_BYTES` per entry and draw in all;
+  reads the counts; ArviZ's LOO works in float64): :data:`POINTWISE_BYTES` per entry
+  and draw in all;
 - **work**: the bounded chunks the post-processing runs in (:data:`CHUNK_BYTES` each;
   never a dense F x N array for every draw at once).
 
@@ -48,8 +49,10 @@ DEFAULT_MAX_MEMORY = "4GB"
 POSTERIOR_COPIES = 4
 # bytes per observed entry and pointwise draw: 4 (log-likelihood, float32) + 4
 # (predictive count, int32) stored, 16 for diagnose's float64 interval copy and sort,
-# 4 for the report's rootogram
-POINTWISE_BYTES = 28
+# 4 for the report's rootogram, 12 for ArviZ's LOO (float64 work on the whole group).
+# Measured on the corpus (benchmarks/README.md): 35 bytes per entry and draw beyond the
+# base at the peak, which 28 underestimated by 0.84 GB
+POINTWISE_BYTES = 40
 # one chunk of post-processing work (rates of a few draws, intervals of a few entries)
 CHUNK_BYTES = 64 * 2**20
 _PSIS_MIN_DRAWS = 25
