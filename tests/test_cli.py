@@ -130,7 +130,7 @@ def test_negative_counts(tmp_path, capsys):
     path = tmp_path / "neg.csv"
     pd.DataFrame([[1, 2], [3, -4]], index=["a", "b"], columns=["x", "y"]).to_csv(path)
     assert main(["fit", str(path), "-k", "1"]) == 2
-    _one_line_error(capsys, "negative values", "(1, 1)")
+    _one_line_error(capsys, "negative values", "row 'b', column 'y' (line 3 of the file)")
     assert main(["compare", str(path), "-k", "1"]) == 2
     _one_line_error(capsys, "negative values")
 
@@ -153,9 +153,12 @@ def test_other_bad_input(tmp_path, digits_csv, capsys):
     np.save(frac, np.array([[1.5, 2.0], [0.0, 1.0]]))
     assert main(["fit", str(frac), "-k", "1"]) == 2
     _one_line_error(capsys, "non-integer")
+    (tmp_path / "V.xlsx").write_text("x")
+    assert main(["fit", str(tmp_path / "V.xlsx"), "-k", "1"]) == 2
+    _one_line_error(capsys, "unknown extension")
     (tmp_path / "V.parquet").write_text("x")
     assert main(["fit", str(tmp_path / "V.parquet"), "-k", "1"]) == 2
-    _one_line_error(capsys, "unknown extension")
+    _one_line_error(capsys, "cannot read DATA file")
     assert main(["fit", str(digits_csv), "-k", "2", "--priors", "1,2"]) == 2
     _one_line_error(capsys, "--priors '1,2' is not understood")
     assert main(["fit", str(digits_csv), "-k", "2", "--priors", "flat"]) == 2
@@ -176,3 +179,20 @@ def test_parse_priors():
         parse_priors("shape=2")
     with pytest.raises(ValueError, match="must be finite and > 0"):
         parse_priors("0,1,1,1")
+
+
+def test_missing_cells_remedy_works_on_the_command_line(tmp_path, capsys):
+    path = tmp_path / "gaps.csv"
+    rng = np.random.default_rng(sum(map(ord, "gaps")))
+    V = pd.DataFrame(rng.poisson(4.0, (8, 5)), index=[f"g{i}" for i in range(8)],
+                     columns=list("abcde")).astype(float)  # fmt: skip
+    V.iloc[2, 3] = np.nan
+    V.to_csv(path)
+    assert main(["compare", str(path), "-k", "2"]) == 2
+    _one_line_error(capsys, "row 'g2', column 'd' (line 4 of the file)", "--missing mask")
+    assert main(["compare", str(path), "-k", "2", "--missing", "mask"]) == 0
+    assert main(["compare", str(path), "-k", "2", "--transpose", "--missing", "mask"]) == 0
+    dup = tmp_path / "dup.csv"
+    dup.write_text("gene,s1,s2,s1\ng1,1,2,3\ng2,1,1,1\ng1,0,0,4\n")
+    assert main(["compare", str(dup), "-k", "1"]) == 2
+    _one_line_error(capsys, "duplicated row labels", "'g1'", "--sum-duplicates")

@@ -65,12 +65,21 @@ def test_zero_rows_and_columns_warn_and_are_kept():
 
 
 BAD_INPUTS = [
-    (np.array([[1, -1]]), ValueError, r"V contains negative values \(first -1 at \(0, 1\)\)"),
-    (np.array([[1, 2.5]]), ValueError, r"non-integer values \(first 2.5 at \(0, 1\)\)"),
-    (np.array([[1, np.nan]]), ValueError, r"NaN or inf \(first at \(0, 1\)\).*mask="),
-    (np.array([[np.inf, 1]]), ValueError, r"NaN or inf"),
-    (np.zeros((0, 3)), ValueError, r"V is empty \(shape \(0, 3\)\)"),
-    (np.zeros((3, 0)), ValueError, r"V is empty \(shape \(3, 0\)\)"),
+    (
+        np.array([[1, -1]]),
+        ValueError,
+        r"V contains negative values \(first -1 at row 0, column 1\)",
+    ),
+    (np.array([[1, 2.5]]), ValueError, r"non-integer values \(first 2.5 at row 0, column 1\)"),
+    (
+        np.array([[1, np.nan]]),
+        ValueError,
+        r"V has 1 missing value\(s\) \(NaN, pd.NA or an empty cell\), the first at row 0, "
+        r"column 1; pass missing='mask' .*\(command line: --missing mask\)",
+    ),
+    (np.array([[np.inf, 1]]), ValueError, r"V contains inf \(first at row 0, column 0\)"),
+    (np.zeros((0, 3)), ValueError, r"V is empty: it has no rows \(shape \(0, 3\)\)"),
+    (np.zeros((3, 0)), ValueError, r"V is empty: it has no columns \(shape \(3, 0\)\)"),
     (np.array([1, 2, 3]), ValueError, r"V must be 2-D .* got 1-D"),
     (np.ones((2, 2, 2)), ValueError, r"V must be 2-D .* got 3-D"),
     (np.array([[True, False]]), TypeError, r"V has boolean dtype"),
@@ -78,12 +87,12 @@ BAD_INPUTS = [
     (np.array([["1", "2"]]), TypeError, r"V has dtype <U1"),
     ("counts.csv", TypeError, r"V must be a 2-D array of counts, got str"),
     (np.zeros((2, 3)), ValueError, r"V is all zeros \(shape \(2, 3\)\)"),
-    (np.array([[1e19, 1.0]]), ValueError, r"past the int64 range"),
-    (np.array([[2**63 + 5, 1]], dtype=np.uint64), ValueError, r"past the int64 range"),
+    (np.array([[1e19, 1.0]]), ValueError, r"past 2\*\*53 = 9007199254740992 \(first 1e\+19"),
+    (np.array([[2**63 + 5, 1]], dtype=np.uint64), ValueError, r"past 2\*\*53"),
     (
         sp.csr_matrix(np.array([[0, -2.0]])),
         ValueError,
-        r"negative values \(first -2.0 at \(0, 1\)\)",
+        r"negative values \(first -2.0 at row 0, column 1\)",
     ),
     (sp.csr_matrix(np.array([[0, 0.5]])), ValueError, r"non-integer values"),
 ]
@@ -127,3 +136,91 @@ def test_load_digits(digits):
     assert digits.dtype == np.int64
     assert int(digits.min()) == 0 and int(digits.max()) == 16
     assert set(np.unique(digits["digit"].values)) == set(range(10))
+
+
+# --- the handed input kinds (issue 18, parts 3.3-3.5 and 4) --------------------------
+
+
+def test_duplicated_labels_are_refused_by_name():
+    df = pd.DataFrame([[1, 2, 3], [4, 5, 6]], index=["g1", "g1"], columns=["s1", "s2", "s1"])
+    with pytest.raises(
+        ValueError, match=r"duplicated row labels \(1 label\(s\) more than once: 'g1'\)"
+    ):
+        pnmf.as_counts(df)
+    with pytest.raises(ValueError, match=r"duplicated column labels .*: 's1'\).*duplicates='sum'"):
+        pnmf.as_counts(df.iloc[:1])
+
+
+@pytest.mark.parametrize(
+    "dtype", ["Int8", "Int16", "Int32", "Int64", "UInt8", "UInt16", "UInt32", "UInt64", "Float64"]
+)
+def test_nullable_dtypes_are_accepted(dtype):
+    df = pd.DataFrame({"a": [1, 0, 7], "b": [0, 3, 4]}, index=list("xyz")).astype(dtype)
+    c = pnmf.as_counts(df)
+    np.testing.assert_array_equal(c.dense(), [[1, 0], [0, 3], [7, 4]])
+    assert list(c.row) == ["x", "y", "z"] and list(c.column) == ["a", "b"]
+
+
+def test_convert_dtypes_frame_and_pd_na():
+    df = pd.DataFrame({"a": [1, 2, None], "b": [0, 3, 4]}, index=list("xyz")).convert_dtypes()
+    assert str(df.dtypes.iloc[0]) == "Int64"
+    with pytest.raises(
+        ValueError,
+        match=r"1 missing value\(s\) .* first at row 'z', column 'a'; pass missing='mask'",
+    ):
+        pnmf.as_counts(df)
+    c = pnmf.as_counts(df, missing="mask")
+    assert (c.missing_rows.tolist(), c.missing_cols.tolist()) == ([2], [0])
+    assert c.n_observed == 5 and c.total == 10.0
+    with pytest.raises(ValueError, match="missing must be 'raise' or 'mask'"):
+        pnmf.as_counts(df, missing="zero")
+
+
+def test_nullable_float_must_hold_whole_numbers():
+    df = pd.DataFrame({"a": [1.0, 2.5]}).astype("Float64")
+    with pytest.raises(ValueError, match=r"non-integer values \(first 2.5 at row 1, column 'a'\)"):
+        pnmf.as_counts(df)
+
+
+def test_sparse_frame_stays_sparse_and_nan_masks():
+    X = sp.csr_array(np.array([[0, 2, 0], [1, 0, 0], [0, 0, 3]], dtype=float))
+    df = pd.DataFrame.sparse.from_spmatrix(X, index=list("abc"), columns=["u", "v", "w"])
+    c = pnmf.as_counts(df)
+    assert c.is_sparse and list(c.row) == ["a", "b", "c"]
+    np.testing.assert_array_equal(c.dense(), X.toarray())
+    Y = sp.csr_array(np.array([[0, np.nan], [1, 2]]))
+    with pytest.raises(ValueError, match="first at row 0, column 1; pass missing='mask'"):
+        pnmf.as_counts(Y)
+    c = pnmf.as_counts(Y, missing="mask")
+    assert c.is_sparse and (c.missing_rows.tolist(), c.missing_cols.tolist()) == ([0], [1])
+
+
+def test_header_without_rows_says_no_rows():
+    df = pd.DataFrame(columns=["a", "b"])  # object dtype, no rows
+    with pytest.raises(ValueError, match=r"V is empty: it has no rows \(shape \(0, 2\)\)"):
+        pnmf.as_counts(df)
+
+
+def test_string_cell_is_named():
+    df = pd.DataFrame({"a": [1, 2], "b": ["3", "x"]}, index=["g1", "g2"])
+    with pytest.raises(TypeError, match=r"'x' at row 'g2', column 'b' is not a number"):
+        pnmf.as_counts(df)
+
+
+def test_exact_range_at_the_float64_edge():
+    edge = np.array([[2**53, 1]], dtype=np.int64)
+    assert pnmf.as_counts(edge).nz_values[0] == 2**53
+    for dt in (np.int64, np.uint64):
+        with pytest.raises(
+            ValueError, match=r"past 2\*\*53 = 9007199254740992 \(first 9007199254740993"
+        ):
+            pnmf.as_counts(np.array([[2**53 + 1, 1]], dtype=dt))
+    big = pd.DataFrame({"a": [2**53 + 1, 1]}).astype("UInt64")
+    with pytest.raises(ValueError, match=r"first 9007199254740993 at row 0, column 'a'"):
+        pnmf.as_counts(big)
+
+
+def test_masked_entries_are_not_called_zeros():
+    with pytest.warns(ZeroRowsColumnsWarning, match="masked entries are not counted as zeros"):
+        c = pnmf.as_counts(np.array([[1.0, np.nan], [2.0, np.nan]]), missing="mask")
+    assert c.n_observed == 2

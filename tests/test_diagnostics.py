@@ -127,3 +127,134 @@ def test_constant_entries_left_out_not_failed():
     bad["H"][0, :, 0, 0] = np.nan
     conv = summarize_convergence(entry_table(bad, intervals=False), 4, r_hat_max=1.01, ess_min=400)
     assert conv.n_undefined >= 1 and not conv.clean
+
+
+# --- undefined values classified; model-fit warnings that do not cry wolf (issue 18) --
+
+
+def test_one_row_case_is_not_failed_by_rhat():
+    # issue 18, case 3.1: V is one row (1 x 12 Poisson(5)), K = 1. W is 1 in every draw
+    # (normalised), so its R-hat is undefined by construction: left out, never a FAIL
+    V = np.random.default_rng(0).poisson(5.0, (1, 12))
+    # the defaults (4 chains x 1000 draws): the 12 entries of H mix well (R-hat ~1.002)
+    idata = pnmf.sample_posterior(V, 1, random_seed=0, pointwise_draws=100)
+    d = pnmf.diagnose(idata)
+    rh = d.check("r_hat")
+    assert rh.passed, rh
+    assert rh.detail == "all 12 entries have R-hat <= 1.01 (1 constant by construction, left out)"
+    assert d.entries["constant"].sum() == 1
+    assert 1.0 <= rh.value <= 1.01  # the largest over the 12 entries of H that vary
+    assert not any("R-hat" in r for r in d.reasons)
+    assert d.check("ebfmi").passed and np.isfinite(d.check("ebfmi").value)
+
+
+def _with(tree: xr.DataTree, group: str, var: str, values) -> xr.DataTree:
+    t = tree.copy()
+    ds = t[group].to_dataset()
+    ds[var] = (ds[var].dims, values)
+    t[group] = xr.DataTree(ds)
+    return t
+
+
+def test_under_dispersion_is_not_a_warning_over_dispersion_is():
+    base = good_fit()
+    pp = base["posterior_predictive"]["V"]
+    # every replicated count equal to the observed one: p = 1 (under-dispersed)
+    same = np.broadcast_to(base["observed_data"]["V"].values, pp.shape).astype(pp.dtype)
+    d = pnmf.diagnose(_with(base, "posterior_predictive", "V", same))
+    c = d.check("ppc_discrepancy")
+    assert c.value == 1.0 and c.passed
+    assert "common under the model itself: not a warning" in c.detail
+    # observed counts three times larger than the fit: over-dispersed, both checks warn
+    big = base["observed_data"]["V"].values * 3 + 5
+    d = pnmf.diagnose(_with(base, "observed_data", "V", big))
+    assert d.check("ppc_discrepancy").value == 0.0 and not d.check("ppc_discrepancy").passed
+    assert "over-dispersed relative to Poisson(WH)" in d.check("ppc_discrepancy").detail
+    cov = d.check("ppc_coverage")
+    assert not cov.passed and d.ppc["coverage_p"] < 0.01 and d.verdict == "warn"
+
+
+def test_efficiency_and_pareto_k_are_information():
+    d = pnmf.diagnose(good_fit())
+    for name in ("mcse", "tree_depth", "pareto_k"):
+        assert d.check(name).severity == "info", name
+    k = d.check("pareto_k")
+    n_par = (12 + 10) * 1
+    assert f"against (F + N) K = {n_par} parameters" in k.detail
+    assert d.loo["n_parameters"] == n_par
+
+
+def test_undefined_ebfmi_is_named():
+    base = good_fit()
+    e = base["sample_stats"]["energy"].values.copy()
+    e[0] = 7.0  # constant energy in chain 0: E-BFMI is 0 / 0
+    d = pnmf.diagnose(_with(base, "sample_stats", "energy", e))
+    c = d.check("ebfmi")
+    assert not c.passed and c.severity == "fail"
+    assert "chains [0] have an undefined E-BFMI" in c.detail
+    assert np.isfinite(c.value)  # the smallest finite one, chains 1-3
+
+
+def test_zero_rates_contribute_zero_to_the_discrepancy():
+    base = good_fit()
+    W = base["posterior"]["W"].values.copy()
+    W[..., 0, :] = 0.0  # row 0's rate is 0 in every draw
+    t = _with(base, "posterior", "W", W)
+    obs = base["observed_data"]["V"].values.copy()
+    obs[0] = 0
+    t = _with(t, "observed_data", "V", obs)
+    pp = base["posterior_predictive"]["V"].values.copy()
+    pp[..., 0, :] = 0
+    t = _with(t, "posterior_predictive", "V", pp)
+    d = pnmf.diagnose(t)
+    assert np.isfinite(d.ppc["ppp"]) and d.ppc["n_undefined_draws"] == 0
+
+
+def _sparse_case():
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(7)
+    return sp.csr_array(rng.poisson(0.15, (40, 30)) * rng.poisson(6.0, (40, 30)))
+
+
+def test_zero_subsample_of_large_sparse_input(monkeypatch):
+    # the layout of large sparse fits, on a small one (thresholds lowered): every
+    # non-zero with weight 1 and m = max(nnz, 50) zeros with weight n_zero / m
+    from poisson_nmf import sample as smp
+
+    V = _sparse_case()
+    counts = pnmf.as_counts(V)
+    assert smp._pointwise_entries(counts) is None  # 1200 entries: the full layout
+    monkeypatch.setattr(smp, "_ZERO_SUBSAMPLE_ABOVE", 100)
+    monkeypatch.setattr(smp, "_ZERO_SUBSAMPLE_MIN", 50)
+    r, c, w = smp._pointwise_entries(counts)
+    nnz = counts.nz_values.size
+    n_zero = 1200 - nnz
+    m = max(nnz, 50)
+    assert r.size == nnz + m and w.sum() == pytest.approx(1200)
+    assert (w[:nnz] == 1).all() and np.allclose(w[nnz:], n_zero / m)
+    assert (V.toarray()[r[nnz:], c[nnz:]] == 0).all()  # the subsample holds zeros only
+    assert len(set(zip(r.tolist(), c.tolist(), strict=True))) == r.size  # no repeats
+    r2, c2, _ = smp._pointwise_entries(counts)
+    assert (r2 == r).all() and (c2 == c).all()  # a fixed seed
+
+
+@pytest.mark.slow
+def test_weighted_checks_estimate_the_full_ones(monkeypatch):
+    from poisson_nmf import sample as smp
+
+    V = _sparse_case()
+    kw = dict(draws=150, tune=150, chains=2, random_seed=3, pointwise_draws=100)
+    full = pnmf.diagnose(pnmf.sample_posterior(V, 2, **kw))
+    monkeypatch.setattr(smp, "_ZERO_SUBSAMPLE_ABOVE", 100)
+    monkeypatch.setattr(smp, "_ZERO_SUBSAMPLE_MIN", 50)
+    idata = pnmf.sample_posterior(V, 2, **kw)
+    ll = idata["log_likelihood"]["V"]
+    assert ll.dims == ("chain", "draw", "entry") and "weight" in ll.coords
+    d = pnmf.diagnose(idata)
+    assert d.ppc["weighted"] and d.ppc["n_entries"] == 1200
+    assert d.loo["weighted"] and d.loo["n_data_points"] == 1200
+    # same draws (same seed): the weighted estimate of elpd_loo over all 1200 entries
+    # agrees with the full one within its se (the zero stratum is a sample)
+    assert abs(d.loo["elpd"] - full.loo["elpd"]) < d.loo["se"]
+    assert abs(d.ppc["coverage"] - full.ppc["coverage"]) < 0.05

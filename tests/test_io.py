@@ -1,4 +1,5 @@
 import json
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -103,3 +104,124 @@ def test_other_files_are_refused(tmp_path):
         pnmf.load_fit(tmp_path / "text.nc")
     with pytest.raises(FileNotFoundError):
         pnmf.load_fit(tmp_path / "none.nc")
+
+
+# --- formats and messages (issue 18, parts 3.3, 3.6 and 3.7) ------------------------
+
+
+def test_duplicated_labels_in_a_file(tmp_path):
+    path = tmp_path / "dup.csv"
+    path.write_text("gene,s1,s2,s1\ng1,1,2,3\ng2,1,1,1\ng1,0,0,0\n")
+    with pytest.raises(ValueError, match=r"duplicated row labels .*'g1'\)"):
+        read_counts(path)
+    V = read_counts(path, duplicates="sum")  # rows g1 summed, then columns s1 summed
+    assert list(V["row"].values) == ["g1", "g2"] and list(V["column"].values) == ["s1", "s2"]
+    np.testing.assert_array_equal(V.values, [[4, 2], [2, 1]])
+
+
+def test_lines_ending_in_a_delimiter(tmp_path):
+    (tmp_path / "a.csv").write_text("gene,a,b\ng1,1,2,\ng2,3,4,\n")
+    with pytest.raises(
+        ValueError,
+        match=r"header line has 3 names but line 2 has 4 fields: do the lines end with ','",
+    ):
+        read_counts(tmp_path / "a.csv")
+    (tmp_path / "b.csv").write_text("gene,a,b,\ng1,1,2,\ng2,3,4,\n")
+    with pytest.raises(ValueError, match=r"column 4 has no name in the header and no values"):
+        read_counts(tmp_path / "b.csv")
+
+
+def test_empty_cell_is_named_by_label_and_line(tmp_path):
+    (tmp_path / "e.csv").write_text("gene,a,b,c\n\ng1,1,2,\ng2,3,4,5\n")  # line 2 is blank
+    V = read_counts(tmp_path / "e.csv")
+    assert V.shape == (2, 3)
+    with pytest.raises(
+        ValueError, match=r"row 'g1', column 'c' \(line 3 of the file\); .*--missing mask"
+    ):
+        pnmf.as_counts(V)
+    c = pnmf.as_counts(V, missing="mask")
+    assert (c.missing_rows.tolist(), c.missing_cols.tolist()) == ([0], [2])
+    (tmp_path / "s.csv").write_text("gene,a\ng1,1\ng2,x\n")
+    with pytest.raises(TypeError, match=r"'x' at row 'g2', column 'a' \(line 3 of the file\)"):
+        read_counts(tmp_path / "s.csv")
+
+
+@pytest.mark.parametrize("ext, sep", [(".csv.gz", ","), (".tsv.gz", "\t"), (".txt.gz", "\t")])
+def test_gzip_tables(tmp_path, table, ext, sep):
+    path = tmp_path / f"V{ext}"
+    table.to_csv(path, sep=sep)
+    V = read_counts(path)
+    np.testing.assert_array_equal(V.values, table.values)
+    assert list(V["row"].values) == list(table.index)
+
+
+def test_transpose_and_no_index(tmp_path, table):
+    table.to_csv(tmp_path / "V.csv")
+    V = read_counts(tmp_path / "V.csv", transpose=True)
+    assert V.dims == ("row", "column") and list(V["row"].values) == list("abcd")
+    np.testing.assert_array_equal(V.values, table.values.T)
+    table.to_csv(tmp_path / "plain.csv", index=False)
+    V = read_counts(tmp_path / "plain.csv", index=False)
+    np.testing.assert_array_equal(V.values, table.values)
+    assert list(V["row"].values) == [0, 1, 2, 3, 4]
+
+
+def test_integer_label_column_warns(tmp_path, table):
+    from poisson_nmf.io import LabelColumnWarning
+
+    data = pd.DataFrame({"a": [3, 1, 4, 10, 5], "b": [2, 7, 1, 8, 2]})
+    data.to_csv(tmp_path / "plain.csv", index=False)  # first column 'a' is data
+    with pytest.warns(
+        LabelColumnWarning, match=r"holds only integers .* index=False \(command line: --no-index\)"
+    ):
+        V = read_counts(tmp_path / "plain.csv")
+    assert V.shape == (5, 1)
+    table.to_csv(tmp_path / "dups.csv", index=False)  # column 'a' repeats a value
+    with pytest.raises(ValueError, match=r"more than once: 3\).*--no-index"):
+        with pytest.warns(LabelColumnWarning):
+            read_counts(tmp_path / "dups.csv")
+    table.reset_index(drop=True).to_csv(tmp_path / "numbered.csv")  # 0..4: a row number
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", LabelColumnWarning)
+        assert read_counts(tmp_path / "numbered.csv").shape == (5, 4)
+
+
+def test_parquet(tmp_path, table):
+    table.to_parquet(tmp_path / "V.parquet")
+    V = read_counts(tmp_path / "V.parquet")
+    np.testing.assert_array_equal(V.values, table.values)
+    assert list(V["row"].values) == list(table.index)
+    table.reset_index(names="gene").to_parquet(tmp_path / "W.parquet")
+    assert list(read_counts(tmp_path / "W.parquet")["row"].values) == list(table.index)
+
+
+def test_tenx_folder(tmp_path, table):
+    import gzip
+
+    X = sp.coo_array(table.to_numpy())
+    with gzip.open(tmp_path / "matrix.mtx.gz", "wb") as f:
+        scipy.io.mmwrite(f, X)
+    feats = pd.DataFrame({"id": table.index, "name": "x", "type": "Gene Expression"})
+    feats.to_csv(tmp_path / "features.tsv.gz", sep="\t", header=False, index=False)
+    pd.Series(table.columns).to_csv(tmp_path / "barcodes.tsv.gz", header=False, index=False)
+    V = read_counts(tmp_path)
+    c = pnmf.as_counts(V)
+    assert c.is_sparse and list(c.row) == list(table.index) and list(c.column) == list("abcd")
+    np.testing.assert_array_equal(c.dense(), table.to_numpy())
+    assert list(pnmf.as_counts(read_counts(tmp_path, transpose=True)).row) == list("abcd")
+
+
+def test_h5ad(tmp_path, table):
+    anndata = pytest.importorskip("anndata")
+    ad = anndata.AnnData(X=sp.csr_matrix(table.to_numpy().astype(np.float32)))
+    ad.obs_names, ad.var_names = list(table.index), list(table.columns)
+    ad.write_h5ad(tmp_path / "V.h5ad")
+    c = pnmf.as_counts(read_counts(tmp_path / "V.h5ad"))
+    assert c.is_sparse and list(c.column) == list("abcd")
+    np.testing.assert_array_equal(c.dense(), table.to_numpy())
+
+
+def test_unknown_gz_extension(tmp_path):
+    (tmp_path / "V.npz.gz").write_bytes(b"x")
+    with pytest.raises(ValueError, match=r"unknown extension '.npz.gz'"):
+        read_counts(tmp_path / "V.npz.gz")

@@ -9,8 +9,13 @@
     poisson-nmf rank DATA --components 2:12 [--method cv|loo] [--workers N]
                 [--scheduler ADDRESS] [--out DIR]  choose K (2:12 includes 12)
 
-DATA is a CSV/TSV (header and index), a Matrix Market ``.mtx``, a SciPy sparse ``.npz``
-or a NumPy ``.npy`` file (:func:`poisson_nmf.io.read_counts`). ``--priors`` is ``flat``
+DATA is a CSV/TSV/TXT table (header and index; also ``.gz``), a Matrix Market ``.mtx``, a
+SciPy sparse ``.npz``, a NumPy ``.npy``, a ``.parquet`` table, an AnnData ``.h5ad`` or a
+10x folder (:func:`poisson_nmf.io.read_counts`); ``--missing mask`` leaves empty cells out
+of the likelihood, ``--no-index`` reads a table without a label column, ``--transpose``
+swaps rows and columns, ``--sum-duplicates`` sums rows or columns sharing a label.
+``fit`` saves ``fit.nc`` right after sampling, before the diagnostics and the report, so
+that a failure there never loses the draws. ``--priors`` is ``flat``
 (``compare`` only: the posterior of flat priors is improper), four numbers
 ``a_w,b_w,a_h,b_h`` (shapes and rates of the Gamma priors on W and H), or
 ``name=value`` pairs such as ``w_shape=1.1,h_rate=0.5`` (the rest default to 1).
@@ -27,6 +32,7 @@ command ran.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import sys
@@ -39,6 +45,8 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import numpy as np
+
+from .memory import DEFAULT_MAX_MEMORY
 
 __all__ = ["main"]
 
@@ -201,12 +209,18 @@ def parse_priors(spec: str | None, *, default: str = "gamma") -> Any:
     return GammaPriors(**values)
 
 
-def _load(path: str, n_components: int) -> tuple[Any, int]:
+def _load(path: str, n_components: int, args: argparse.Namespace) -> tuple[Any, int]:
     from .data import as_counts, check_n_components
     from .io import read_counts
 
     K = check_n_components(n_components)  # before reading: cheap checks first
-    return as_counts(read_counts(path), name=f"DATA {path!r}"), K
+    V = read_counts(
+        path,
+        index=not args.no_index,
+        transpose=args.transpose,
+        duplicates="sum" if args.sum_duplicates else "raise",
+    )
+    return as_counts(V, missing=args.missing, name=f"DATA {path!r}"), K
 
 
 # ---------------------------------------------------------------------------------------
@@ -247,7 +261,7 @@ def _sample_and_report(
     cmp: Any = None,
     image_shape: Sequence[int] | None = None,
 ) -> tuple[Any, Path]:
-    from .io import load_fit
+    from .io import load_fit, save_fit
     from .sample import sample_posterior
 
     bar.step("posterior")
@@ -259,29 +273,36 @@ def _sample_and_report(
             counts, K, priors=priors, method="vi", draws=args.draws, tune=args.tune,
             chains=args.chains, random_seed=args.seed, pointwise_draws=args.pointwise_draws,
         )  # fmt: skip
-        bar.step("diagnostics")
-        return _diagnose_and_report(idata, args, bar, cmp, image_shape)
-    resume = getattr(args, "resume", None)
-    if resume is not None:
-        bar.detail(f"continuing {resume}'s chains")
-        resume = load_fit(resume)
-    elif args.draws is None:
-        bar.detail(f"{args.chains} chains x {args.tune} + up to {args.max_draws} steps")
     else:
-        bar.detail(f"{args.chains} chains x {args.tune} + {args.draws} steps")
-    idata = sample_posterior(
-        counts,
-        K,
-        priors=priors,
-        draws=args.draws,
-        tune=args.tune,
-        chains=args.chains,
-        max_draws=args.max_draws,
-        resume=resume,
-        random_seed=args.seed,
-        pointwise_draws=args.pointwise_draws,
-        progress=bar.detail if bar.shown else False,
-    )
+        resume = getattr(args, "resume", None)
+        if resume is not None:
+            bar.detail(f"continuing {resume}'s chains")
+            resume = load_fit(resume)
+        elif args.draws is None:
+            bar.detail(f"{args.chains} chains x {args.tune} + up to {args.max_draws} steps")
+        else:
+            bar.detail(f"{args.chains} chains x {args.tune} + {args.draws} steps")
+        idata = sample_posterior(
+            counts,
+            K,
+            priors=priors,
+            draws=args.draws,
+            tune=args.tune,
+            chains=args.chains,
+            max_draws=args.max_draws,
+            resume=resume,
+            random_seed=args.seed,
+            pointwise_draws=args.pointwise_draws,
+            max_memory=args.max_memory,
+            progress=bar.detail if bar.shown else False,
+        )
+    # the fit is saved before anything else can fail: diagnostics and the report can
+    # always be made again from it (`poisson-nmf report`)
+    bar.detail("saving fit.nc")
+    if image_shape is not None:
+        idata.attrs["image_shape"] = json.dumps(list(image_shape))
+    out = Path(args.out)
+    save_fit(idata, out / "fit.nc", comparison=cmp)
     bar.step("diagnostics")
     return _diagnose_and_report(idata, args, bar, cmp, image_shape)
 
@@ -296,14 +317,16 @@ def _diagnose_and_report(
     from .diagnostics import diagnose
     from .report import write_report
 
+    out = Path(args.out)
     diag = diagnose(idata)
     bar.step("report")
-    out = write_report(
+    write_report(
         idata,
-        args.out,
+        out,
         diagnosis=diag,
         comparison=cmp,
         image_shape=image_shape,
+        save_fit=False,
         progress=bar.detail,
     )
     return diag, out
@@ -373,7 +396,7 @@ def _fit(args: argparse.Namespace) -> int:
             "unbounded); give Gamma priors, e.g. --priors 1,1,1,1"
         )
     auto = args.components == "auto"
-    counts, K = _load(args.data, 1 if auto else args.components)
+    counts, K = _load(args.data, 1 if auto else args.components, args)
     if auto:
         K = _auto_components(counts, args.seed)
     if args.out is None:
@@ -396,7 +419,7 @@ def _compare(args: argparse.Namespace) -> int:
     from .compare import compare_map_kl
 
     priors = parse_priors(args.priors, default="flat")
-    counts, K = _load(args.data, args.components)
+    counts, K = _load(args.data, args.components, args)
     with _progress(["MAP versus KL"]) as bar:
         bar.step("MAP versus KL")
         cmp = compare_map_kl(counts, K, priors=priors, random_seed=args.seed)
@@ -446,7 +469,7 @@ def _rank(args: argparse.Namespace) -> int:
         raise ValueError("--priors flat: a held-out count can get rate 0; give Gamma priors")
     if args.workers is not None and args.scheduler is not None:
         raise ValueError("give --workers or --scheduler, not both")
-    counts = _load(args.data, 1)[0]
+    counts = _load(args.data, 1, args)[0]
     out = Path(args.out or Path("reports") / f"rank-{Path(args.data).name.split('.')[0]}")
     client = connect_scheduler(args.scheduler) if args.scheduler else None
     pool = ThreadPoolExecutor(args.workers) if args.workers and args.workers > 1 else None
@@ -530,15 +553,35 @@ def _sampling_options(p: argparse.ArgumentParser, tune: int, chains: int,
     p.add_argument("--pointwise-draws", type=_count, default=pointwise, metavar="N",
                    help="draws kept for the predictive checks and LOO "
                    f"(default {pointwise}; 0 leaves them out)")  # fmt: skip
+    p.add_argument("--max-memory", default=DEFAULT_MAX_MEMORY, metavar="SIZE",
+                   help="budget for everything the run stores and computes after sampling, "
+                   f"e.g. 8GB or none (default {DEFAULT_MAX_MEMORY}): past it the pointwise "
+                   "draws are thinned, or the run stops before sampling")  # fmt: skip
     p.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (default 0)")
+
+
+_DATA_HELP = "counts: .csv/.tsv/.txt (also .gz), .mtx, .npz, .npy, .parquet, .h5ad or a 10x folder"
+
+
+def _data_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--missing", choices=("raise", "mask"), default="raise",
+                   help="empty cells and NaN: refuse them (raise, default) or leave them "
+                   "out of the likelihood (mask)")  # fmt: skip
+    p.add_argument("--no-index", action="store_true",
+                   help="tables: the first column is data, not row labels")  # fmt: skip
+    p.add_argument("--transpose", action="store_true",
+                   help="swap rows and columns (tables stored the other way round)")  # fmt: skip
+    p.add_argument("--sum-duplicates", action="store_true",
+                   help="sum rows (columns) sharing a label instead of refusing them")  # fmt: skip
 
 
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="poisson-nmf",
         description="Bayesian Poisson NMF in PyMC: MAP = KL-NMF, posteriors, ArviZ reports.",
-        epilog="DATA: .csv/.tsv (header and index), .mtx (Matrix Market), .npz "
-        "(scipy.sparse) or .npy. Bad input: one line on stderr, exit code 2.",
+        epilog="DATA: .csv/.tsv/.txt (header and index; also .gz), .mtx (Matrix Market), "
+        ".npz (scipy.sparse), .npy, .parquet, .h5ad or a 10x folder. Bad input: one line on "
+        "stderr, exit code 2.",
     )
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
@@ -568,7 +611,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Sample the posterior of V ~ Poisson(WH) with Gamma priors, diagnose it "
         "and write the report folder (with the fit as fit.nc).",
     )
-    f.add_argument("data", metavar="DATA", help="counts: .csv, .tsv, .mtx, .npz or .npy")
+    f.add_argument("data", metavar="DATA", help=_DATA_HELP)
     f.add_argument("--components", "-k", type=_components, required=True, metavar="K",
                    help="number of components, or 'auto': chosen by `rank` over "
                    "1..12 first")  # fmt: skip
@@ -591,6 +634,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="continue the chains of a saved fit (fit.nc of a run stopped at its "
                    "budget) on the same DATA, to --max-draws (or --draws); its priors, "
                    "tuning, chains and seed are used")  # fmt: skip
+    _data_options(f)
     f.set_defaults(func=_fit)
 
     c = sub.add_parser(
@@ -599,7 +643,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Fit KL-NMF and the PyMC MAP from one start and check that they agree "
         "(objective gap after cross-polishing, KKT residuals, the identity).",
     )
-    c.add_argument("data", metavar="DATA", help="counts: .csv, .tsv, .mtx, .npz or .npy")
+    c.add_argument("data", metavar="DATA", help=_DATA_HELP)
     c.add_argument("--components", "-k", type=_components, required=True, metavar="K",
                    help="number of components")  # fmt: skip
     c.add_argument("--priors", default=None, metavar="SPEC",
@@ -607,6 +651,7 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument(
         "--seed", type=int, default=0, metavar="S", help="random seed of the start (default 0)"
     )
+    _data_options(c)
     c.set_defaults(func=_compare)
 
     r = sub.add_parser(
@@ -627,7 +672,7 @@ def _parser() -> argparse.ArgumentParser:
         "rule and write table.csv, table.md, folds.csv, wins.csv, rank.png, choice.json and "
         "settings.json.",
     )
-    k.add_argument("data", metavar="DATA", help="counts: .csv, .tsv, .mtx, .npz or .npy")
+    k.add_argument("data", metavar="DATA", help=_DATA_HELP)
     k.add_argument("--components", "-k", required=True, metavar="GRID",
                    help="K grid: '2:12' (12 included), '2:12:2' or '2,4,6'")  # fmt: skip
     k.add_argument("--method", choices=("cv", "loo"), default="cv",
@@ -660,6 +705,7 @@ def _parser() -> argparse.ArgumentParser:
     k.add_argument("--out", default=None, metavar="DIR",
                    help="report folder (default reports/rank-<DATA name>)")  # fmt: skip
     k.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (default 0)")
+    _data_options(k)
     k.set_defaults(func=_rank)
     return p
 
@@ -672,7 +718,9 @@ def _show_warning(message: Any, category: Any, *args: Any, **kwargs: Any) -> Non
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
     from .data import ZeroRowsColumnsWarning
+    from .io import LabelColumnWarning
     from .kl import ConvergenceWarning
+    from .memory import MemoryBudgetWarning
 
     os.environ.setdefault("MPLBACKEND", "Agg")
     try:
@@ -683,7 +731,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     with warnings.catch_warnings():
         # the package's own warnings, one line each; third-party noise stays out
         warnings.simplefilter("ignore")
-        for cat in (ZeroRowsColumnsWarning, ConvergenceWarning):
+        shown = (ZeroRowsColumnsWarning, ConvergenceWarning, LabelColumnWarning,
+                 MemoryBudgetWarning)  # fmt: skip
+        for cat in shown:
             warnings.filterwarnings("always", category=cat)
         warnings.filterwarnings("always", message=".*chains sit in")
         warnings.showwarning = _show_warning

@@ -10,7 +10,8 @@ missing entries. Every later layer takes a :class:`Counts` (or anything
 Conventions
 -----------
 - ``mask`` marks **missing** entries: ``True`` means "not observed, leave out of the
-  likelihood". Missing entries may hold NaN in the input; they are stored as 0.
+  likelihood". Missing entries may hold NaN (or pd.NA, or an empty cell) in the input;
+  `values` holds a 0 in their place, a placeholder no later layer reads as a zero count.
 - Sparse input stays sparse: nothing here densifies an F x N matrix.
 """
 
@@ -26,9 +27,11 @@ import pandas as pd
 import scipy.sparse as sp
 import xarray as xr
 
-from .exceptions import ZeroRowsColumnsWarning
-
 __all__ = ["Counts", "ZeroRowsColumnsWarning", "as_counts", "check_n_components"]
+
+
+class ZeroRowsColumnsWarning(UserWarning):
+    """V has all-zero rows or columns; they are kept (filter this to silence it)."""
 
 
 DIMS = ("row", "column")
@@ -43,7 +46,7 @@ class Counts:
     Attributes
     ----------
     values : numpy.ndarray or scipy.sparse.csr_array, shape (F, N), float64
-        The counts; missing entries are stored as 0.
+        The counts; masked entries hold a placeholder 0 (never read as an observed zero).
     nz_rows, nz_cols : numpy.ndarray, shape (nnz,), int64
         Row and column indices of the observed non-zero counts.
     nz_values : numpy.ndarray, shape (nnz,), float64
@@ -139,18 +142,72 @@ def check_n_components(n_components: Any, counts: Counts | None = None) -> int:
     return k
 
 
-def _coords_of(V: Any) -> tuple[np.ndarray | None, np.ndarray | None]:
+MISSING_REMEDY = (
+    "pass missing='mask' to leave them out of the likelihood (command line: --missing "
+    "mask), or fill or remove them"
+)
+# float64, which every later layer computes in, holds whole numbers exactly up to 2**53
+EXACT_MAX = 2**53
+
+
+def _label(x: Any) -> str:
+    return repr(x.item() if isinstance(x, np.generic) else x)
+
+
+@dataclass(frozen=True, slots=True)
+class _Where:
+    """Describe entry (i, j) by its row and column labels and, from a file, its line."""
+
+    row: np.ndarray | None
+    column: np.ndarray | None
+    lines: np.ndarray | None = None
+    line_dim: int = 0
+
+    def __call__(self, i: int, j: int) -> str:
+        r = _label(self.row[i]) if self.row is not None else str(i)
+        c = _label(self.column[j]) if self.column is not None else str(j)
+        text = f"row {r}, column {c}"
+        if self.lines is not None:
+            text += f" (line {int(self.lines[i if self.line_dim == 0 else j])} of the file)"
+        return text
+
+
+def _coords_of(V: Any) -> _Where:
     if isinstance(V, pd.DataFrame):
-        return np.asarray(V.index), np.asarray(V.columns)
+        return _Where(np.asarray(V.index), np.asarray(V.columns))
     if isinstance(V, xr.DataArray):
         rows = np.asarray(V[V.dims[0]].values) if V.dims[0] in V.coords else None
         cols = np.asarray(V[V.dims[1]].values) if V.dims[1] in V.coords else None
-        return rows, cols
-    return None, None
+        if "line" in V.coords and V["line"].ndim == 1 and V["line"].dims[0] in V.dims:
+            dim = V.dims.index(V["line"].dims[0])
+            return _Where(rows, cols, np.asarray(V["line"].values), dim)
+        return _Where(rows, cols)
+    return _Where(None, None)
 
 
-def _check_dtype(dtype: np.dtype, name: str) -> None:
-    if dtype == np.bool_:
+def _check_unique(labels: np.ndarray | None, axis: str, name: str) -> None:
+    if labels is None:
+        return
+    idx = pd.Index(labels)
+    if idx.has_duplicates:
+        dup = idx[idx.duplicated()].unique()
+        shown = ", ".join(_label(x) for x in dup[:5]) + (", ..." if len(dup) > 5 else "")
+        raise ValueError(
+            f"{name} has duplicated {axis} labels ({len(dup)} label(s) more than once: "
+            f"{shown}); each {axis} must be named once: rename or drop them, or sum the "
+            f"duplicated {axis}s with read_counts(..., duplicates='sum') (command line: "
+            "--sum-duplicates)"
+            + (
+                "; if the first column is data, not labels, read with index=False "
+                "(command line: --no-index)"
+                if axis == "row" and pd.api.types.is_integer_dtype(idx.dtype)
+                else ""
+            )
+        )
+
+
+def _check_dtype(dtype: Any, name: str) -> None:
+    if dtype == np.bool_ or pd.api.types.is_bool_dtype(dtype):
         raise TypeError(
             f"{name} has boolean dtype; counts must be integers (cast with .astype(int) "
             "if True/False really are counts of 1 and 0)"
@@ -162,8 +219,26 @@ def _check_dtype(dtype: np.dtype, name: str) -> None:
         )
 
 
+def _check_exact(x: Any, name: str, where: Any) -> None:
+    """Refuse counts past 2**53 before anything converts them to float64 (exact compare)."""
+    if x.size == 0 or x.dtype.kind not in "iuf":
+        return
+    big = x > (float(EXACT_MAX) if x.dtype.kind == "f" else EXACT_MAX)
+    if big.any():
+        i = int(np.flatnonzero(big.ravel())[0])
+        raise ValueError(
+            f"{name} has a count past 2**53 = {EXACT_MAX} (first {x.ravel()[i].item()!r} at "
+            f"{where(i)}); the model computes in float64, which holds whole numbers exactly "
+            "only up to 2**53: scale the counts down or leave that entry out"
+        )
+
+
 def _check_values(x: np.ndarray, name: str, where: Any, integer: bool = True) -> None:
-    """Check a 1-D or 2-D numeric array of counts; ``where`` maps flat index to (i, j)."""
+    """Check a 1-D or 2-D numeric array of counts (NaN already handled).
+
+    ``where`` maps a flat index to a description of the entry; ``integer=False`` accepts
+    any finite non-negative values.
+    """
     if x.size == 0:
         return
     if np.issubdtype(x.dtype, np.floating):
@@ -171,8 +246,8 @@ def _check_values(x: np.ndarray, name: str, where: Any, integer: bool = True) ->
         if bad.any():
             i = int(np.flatnonzero(bad.ravel())[0])
             raise ValueError(
-                f"{name} contains NaN or inf (first at {where(i)}); mark missing entries "
-                "with mask= (True = missing) or remove them"
+                f"{name} contains {x.ravel()[i].item()!r} (first at {where(i)}); counts "
+                "must be finite non-negative whole numbers"
             )
     neg = x < 0
     if neg.any():
@@ -181,24 +256,24 @@ def _check_values(x: np.ndarray, name: str, where: Any, integer: bool = True) ->
             f"{name} contains negative values (first {x.ravel()[i].item()!r} at {where(i)}); "
             "counts must be non-negative"
         )
-    if np.issubdtype(x.dtype, np.unsignedinteger) and x.dtype.itemsize >= 8:
-        if (x > np.iinfo(np.int64).max).any():
-            raise ValueError(f"{name} has values past the int64 range; counts must fit in int64")
+    if not integer:
+        return
+    _check_exact(x, name, where)
     if np.issubdtype(x.dtype, np.floating):
-        big = x > _INT64_MAX
-        if big.any():
-            i = int(np.flatnonzero(big.ravel())[0])
-            raise ValueError(
-                f"{name} has values past the int64 range (first {x.ravel()[i].item()!r} at "
-                f"{where(i)}); counts must fit in int64"
-            )
         frac = x != np.round(x)
-        if integer and frac.any():
+        if frac.any():
             i = int(np.flatnonzero(frac.ravel())[0])
             raise ValueError(
                 f"{name} contains non-integer values (first {x.ravel()[i].item()!r} at "
                 f"{where(i)}); counts must be whole numbers (2.0 is fine, 2.5 is not)"
             )
+
+
+def _refuse_missing(n: int, name: str, first: str) -> None:
+    raise ValueError(
+        f"{name} has {n} missing value(s) (NaN, pd.NA or an empty cell), the first at "
+        f"{first}; {MISSING_REMEDY}"
+    )
 
 
 def _as_missing(mask: Any, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
@@ -226,10 +301,45 @@ def _as_missing(mask: Any, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarr
     return r.astype(np.int64), c.astype(np.int64)
 
 
+def _frame_values(df: pd.DataFrame, name: str, where: _Where) -> np.ndarray:
+    """Return a DataFrame's cells as float64 (NaN for NaN, pd.NA, empty cells), by column.
+
+    Accepts NumPy and pandas nullable numeric dtypes (``Int8`` to ``UInt64``, ``Float32``,
+    ``Float64``) and object columns that hold only numbers; integer columns are range
+    checked exactly before the conversion.
+    """
+    out = np.empty(df.shape, dtype=np.float64)
+    for j in range(df.shape[1]):
+        s = df.iloc[:, j]
+        dt = s.dtype
+        if pd.api.types.is_bool_dtype(dt):
+            raise TypeError(
+                f"{name} column {_label(df.columns[j])} has boolean dtype; counts must be "
+                "integers (cast with .astype(int) if True/False really are counts)"
+            )
+        if not pd.api.types.is_numeric_dtype(dt):
+            num = pd.to_numeric(s, errors="coerce")
+            bad = (num.isna() & s.notna()).to_numpy()
+            if bad.any():
+                i = int(np.argmax(bad))
+                raise TypeError(
+                    f"{name} has dtype {dt} in column {_label(df.columns[j])}: "
+                    f"{s.iloc[i]!r} at {where(i, j)} is not a number; counts must be "
+                    "non-negative integers (convert strings with .astype(int) first)"
+                )
+            s = num
+        if pd.api.types.is_integer_dtype(s.dtype):
+            npdt: Any = getattr(s.dtype, "numpy_dtype", s.dtype)
+            _check_exact(s.fillna(0).to_numpy(dtype=npdt), name, lambda i, j=j: where(i, j))
+        out[:, j] = s.to_numpy(dtype=np.float64, na_value=np.nan)
+    return out
+
+
 def as_counts(
     V: Any,
-    *,
     mask: Any = None,
+    missing: str = "raise",
+    *,
     name: str = "V",
     integer: bool = True,
     allow_all_zero: bool = False,
@@ -239,12 +349,18 @@ def as_counts(
     Parameters
     ----------
     V : array_like, pandas.DataFrame, scipy.sparse matrix, xarray.DataArray or Counts
-        Counts, shape (F, N), dims ``("row", "column")``: non-negative integers (integer
-        or integer-valued float dtype). A ``Counts`` is returned as it is when no new
-        mask is given.
+        Counts, shape (F, N), dims ``("row", "column")``: non-negative whole numbers up
+        to 2**53 (integer, integer-valued float, or pandas nullable ``Int8`` ... ``UInt64``
+        / ``Float64`` dtypes; a DataFrame of sparse columns stays sparse). Row and column
+        labels must be unique. A ``Counts`` is returned as it is when no new mask is
+        given.
     mask : array_like of bool, shape (F, N), optional
         ``True`` marks a **missing** entry, left out of the likelihood; such entries may
         be NaN in ``V``.
+    missing : {"raise", "mask"}
+        What NaN, ``pd.NA`` and empty cells outside ``mask`` do: ``"raise"`` refuses
+        them (the message names the first one), ``"mask"`` makes them masked (missing)
+        entries. Infinite values are always refused.
     name : str
         How the argument is called in error messages.
     integer : bool
@@ -263,40 +379,40 @@ def as_counts(
     TypeError
         For bool, object, string or other non-numeric dtypes, or a non-boolean mask.
     ValueError
-        For input that is not 2-D, empty, negative, non-integer, NaN/inf outside the
-        mask, past the int64 range, all zero, or a mask of the wrong shape.
+        For input that is not 2-D, has no rows or columns, duplicated labels, negative,
+        non-integer, infinite or missing values (the latter unless ``missing="mask"``),
+        counts past 2**53, all zeros, or a mask of the wrong shape. Messages name the
+        entry by its row and column labels (and its line, for a table read from a file).
     """
+    if missing not in ("raise", "mask"):
+        raise ValueError(f"missing must be 'raise' or 'mask', got {missing!r}")
     if isinstance(V, Counts):
         if mask is None:
             return V
         V = V.values
-    row, col = _coords_of(V)
+    where = _coords_of(V)
+    _check_unique(where.row, "row", name)
+    _check_unique(where.column, "column", name)
     values: Any
-    coo: Any
-    if sp.issparse(V):
+    coo: Any = None
+    arr: Any = None
+    if isinstance(V, pd.DataFrame):
+        shape = (int(V.shape[0]), int(V.shape[1]))
+        _check_not_empty(shape, name)
+        if V.shape[1] and all(
+            isinstance(d, pd.SparseDtype) and d.fill_value == 0 for d in V.dtypes
+        ):
+            acc: Any = V.sparse  # pandas-stubs types the accessor as an ellipsis
+            coo = sp.coo_array(acc.to_coo())
+        else:
+            arr = _frame_values(V, name, where)
+    elif sp.issparse(V):
         if V.ndim != 2:
             raise ValueError(f"{name} must be 2-D (rows x columns), got {V.ndim}-D")
-        _check_dtype(V.dtype, name)
+        _check_not_empty((int(V.shape[0]), int(V.shape[1])), name)
         coo = sp.coo_array(V)
-        coo.sum_duplicates()
-        shape = (int(coo.shape[0]), int(coo.shape[1]))
-        missing = _as_missing(mask, shape) if mask is not None else None
-        rows_, cols_ = coo.row.astype(np.int64), coo.col.astype(np.int64)
-        data = np.asarray(coo.data)
-        if missing is not None and missing[0].size:
-            # entries under the mask are dropped before validation (NaN allowed there)
-            miss_flat = np.ravel_multi_index(missing, shape)
-            keep = ~np.isin(np.ravel_multi_index((rows_, cols_), shape), miss_flat)
-            rows_, cols_, data = rows_[keep], cols_[keep], data[keep]
-        _check_values(data, name, lambda i: (int(rows_[i]), int(cols_[i])), integer)
-        vals = data.astype(np.float64)
-        nzk = vals != 0
-        rows_, cols_, vals = rows_[nzk], cols_[nzk], vals[nzk]
-        values = sp.csr_array((vals, (rows_, cols_)), shape=shape)
-        order = np.lexsort((cols_, rows_))
-        rows_, cols_, vals = rows_[order], cols_[order], vals[order]
     else:
-        if isinstance(V, xr.DataArray | pd.DataFrame):
+        if isinstance(V, xr.DataArray):
             arr = np.asarray(V.values)
         else:
             if isinstance(V, str | bytes) or V is None:
@@ -307,32 +423,89 @@ def as_counts(
                 f"{name} must be 2-D (rows x columns), got {arr.ndim}-D with shape "
                 f"{arr.shape}; reshape it, e.g. V.reshape(1, -1) for a single row"
             )
+        _check_not_empty((int(arr.shape[0]), int(arr.shape[1])), name)
+    if coo is not None:
+        _check_dtype(coo.dtype, name)
+        coo.sum_duplicates()
+        shape = (int(coo.shape[0]), int(coo.shape[1]))
+        missing_rc = _as_missing(mask, shape) if mask is not None else None
+        rows_, cols_ = coo.row.astype(np.int64), coo.col.astype(np.int64)
+        data = np.asarray(coo.data)
+        if missing_rc is not None and missing_rc[0].size:
+            # entries under the mask are dropped before validation (NaN allowed there)
+            miss_flat = np.ravel_multi_index(missing_rc, shape)
+            keep = ~np.isin(np.ravel_multi_index((rows_, cols_), shape), miss_flat)
+            rows_, cols_, data = rows_[keep], cols_[keep], data[keep]
+        if data.dtype.kind == "f":
+            nan = np.isnan(data)
+            if nan.any():
+                if missing == "raise":
+                    i = int(np.argmax(nan))
+                    _refuse_missing(int(nan.sum()), name, where(int(rows_[i]), int(cols_[i])))
+                prev = missing_rc or (np.zeros(0, np.int64), np.zeros(0, np.int64))
+                missing_rc = (
+                    np.concatenate([prev[0], rows_[nan]]),
+                    np.concatenate([prev[1], cols_[nan]]),
+                )
+                rows_, cols_, data = rows_[~nan], cols_[~nan], data[~nan]
+        _check_values(data, name, lambda i: where(int(rows_[i]), int(cols_[i])), integer)
+        vals = data.astype(np.float64)
+        nzk = vals != 0
+        rows_, cols_, vals = rows_[nzk], cols_[nzk], vals[nzk]
+        values = sp.csr_array((vals, (rows_, cols_)), shape=shape)
+        order = np.lexsort((cols_, rows_))
+        rows_, cols_, vals = rows_[order], cols_[order], vals[order]
+    else:
         _check_dtype(arr.dtype, name)
         shape = (int(arr.shape[0]), int(arr.shape[1]))
-        missing = _as_missing(mask, shape) if mask is not None else None
-        if missing is not None and missing[0].size:
+        ncols = shape[1]
+        flat_where = lambda i: where(i // ncols, i % ncols)  # noqa: E731
+        m = np.zeros(shape, dtype=bool)
+        if mask is not None:
+            m[_as_missing(mask, shape)] = True
+        if arr.dtype.kind == "f":
+            nan = np.isnan(arr) & ~m
+            if nan.any():
+                if missing == "raise":
+                    _refuse_missing(int(nan.sum()), name, flat_where(int(np.argmax(nan))))
+                m |= nan
+        if m.any():
             arr = np.array(arr, dtype=np.float64 if arr.dtype.kind == "f" else arr.dtype)
-            arr[missing] = 0
-        if 0 not in shape:
-            ncols = shape[1]
-            _check_values(arr, name, lambda i: (i // ncols, i % ncols), integer)
+            arr[m] = 0
+        _check_values(arr, name, flat_where, integer)
         values = np.ascontiguousarray(arr, dtype=np.float64)
         r, c = np.nonzero(values)
         rows_, cols_, vals = r.astype(np.int64), c.astype(np.int64), values[r, c]
+        mr, mc = np.nonzero(m)
+        missing_rc = (mr.astype(np.int64), mc.astype(np.int64))
     F, N = shape
-    if F == 0 or N == 0:
-        raise ValueError(f"{name} is empty (shape {shape}); it needs at least one row and column")
     if vals.size == 0 and not allow_all_zero:
-        raise ValueError(f"{name} is all zeros (shape {shape}); there is nothing to factorise")
-    if missing is None:
-        missing = (np.zeros(0, np.int64), np.zeros(0, np.int64))
+        raise ValueError(
+            f"{name} is all zeros (shape {shape}"
+            + (
+                f", {missing_rc[0].size} entries masked as missing"
+                if missing_rc is not None and missing_rc[0].size
+                else ""
+            )
+            + "); there is nothing to factorise"
+        )
+    if missing_rc is None:
+        missing_rc = (np.zeros(0, np.int64), np.zeros(0, np.int64))
+    elif coo is not None and missing_rc[0].size:
+        flat = np.unique(np.ravel_multi_index(missing_rc, shape))
+        missing_rc = tuple(a.astype(np.int64) for a in np.unravel_index(flat, shape))  # type: ignore[assignment]
     row_sums = np.bincount(rows_, minlength=F)
     col_sums = np.bincount(cols_, minlength=N)
     empty_r, empty_c = int((row_sums == 0).sum()), int((col_sums == 0).sum())
     if empty_r or empty_c:
         warnings.warn(
-            f"{name} has {empty_r} all-zero row(s) and {empty_c} all-zero column(s); they "
-            "are kept (their factors are pushed to zero or to the prior)",
+            (
+                f"{name} has {empty_r} all-zero row(s) and {empty_c} all-zero column(s)"
+                if not missing_rc[0].size
+                else f"{name} has {empty_r} row(s) and {empty_c} column(s) with no non-zero "
+                "observed count (masked entries are not counted as zeros)"
+            )
+            + "; they are kept (their factors are pushed to zero or to the prior)",
             ZeroRowsColumnsWarning,
             stacklevel=3,
         )
@@ -341,8 +514,17 @@ def as_counts(
         nz_rows=rows_,
         nz_cols=cols_,
         nz_values=vals,
-        missing_rows=missing[0],
-        missing_cols=missing[1],
-        row=np.arange(F) if row is None else row,
-        column=np.arange(N) if col is None else col,
+        missing_rows=missing_rc[0],
+        missing_cols=missing_rc[1],
+        row=np.arange(F) if where.row is None else where.row,
+        column=np.arange(N) if where.column is None else where.column,
     )
+
+
+def _check_not_empty(shape: tuple[int, int], name: str) -> None:
+    if shape[0] == 0 or shape[1] == 0:
+        what = "no rows" if shape[0] == 0 else "no columns"
+        raise ValueError(
+            f"{name} is empty: it has {what} (shape {shape}); it needs at least one row "
+            "and one column of counts"
+        )

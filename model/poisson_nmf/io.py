@@ -2,14 +2,23 @@
 
 DATA formats, chosen by the file's extension:
 
-- ``.csv`` / ``.tsv`` (also ``.txt``, ``.tab``: tab-separated): a header line with the
-  column names and a first column with the row names; every other cell a count.
+- ``.csv`` / ``.tsv`` (also ``.txt``, ``.tab``: tab-separated; each also ``.gz``): a
+  header line with the column names and, unless ``index=False``, a first column with
+  the row names; every other cell a count (an empty cell is missing).
 - ``.mtx`` (also ``.mtx.gz``): Matrix Market, coordinate (sparse) or array (dense).
 - ``.npz``: a SciPy sparse matrix saved by :func:`scipy.sparse.save_npz`.
 - ``.npy``: a 2-D NumPy array saved by :func:`numpy.save` (no pickles).
+- ``.parquet``: a table read by pandas (pyarrow); its stored index, or else its first
+  column, holds the row names.
+- ``.h5ad``: AnnData (the optional extra ``anndata``); rows are ``obs``, columns ``var``.
+- a folder in the 10x layout: ``matrix.mtx.gz`` (features x barcodes),
+  ``features.tsv.gz`` (or ``genes.tsv.gz``) and ``barcodes.tsv.gz``.
+
+``transpose=True`` swaps rows and columns of any of them. Labels used twice are refused
+(or summed with ``duplicates="sum"``).
 
 The counts are validated by :func:`poisson_nmf.as_counts` (negative, fractional, NaN
-values are refused with the position of the first bad entry).
+values are refused naming the first bad entry by its labels and line).
 
 A fit is the :func:`poisson_nmf.sample_posterior` DataTree written as one netCDF-4 file
 (h5netcdf) with root attributes ``format`` (:data:`FIT_FORMAT`), ``format_version``,
@@ -24,6 +33,7 @@ comparison (:func:`comparison_to_dataset`).
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +50,7 @@ __all__ = [
     "FIT_FORMAT_VERSION",
     "MODEL_TAG",
     "FitFormatError",
+    "LabelColumnWarning",
     "comparison_to_dataset",
     "load_fit",
     "read_counts",
@@ -51,64 +62,247 @@ FIT_FORMAT_VERSION = 1
 MODEL_TAG = "poisson-gamma-nmf"  # V ~ Poisson(WH), W and H ~ Gamma(shape, rate)
 
 _TEXT = {".csv": ",", ".tsv": "\t", ".tab": "\t", ".txt": "\t"}
+_GZ_OK = (*_TEXT, ".mtx")  # kinds that may also come gzip-compressed
+_KINDS = (*_TEXT, ".mtx", ".npz", ".npy", ".h5ad", ".parquet", ".pq")
+_TENX = {
+    "matrix": ("matrix.mtx.gz", "matrix.mtx"),
+    "features": ("features.tsv.gz", "features.tsv", "genes.tsv.gz", "genes.tsv"),
+    "barcodes": ("barcodes.tsv.gz", "barcodes.tsv"),
+}
 
 
-def _suffix(path: Path) -> str:
+class LabelColumnWarning(UserWarning):
+    """The label column of a table holds only integers and may be data (see ``index``)."""
+
+
+def _kind(path: Path) -> tuple[str, bool]:
+    """Return the DATA kind of a path (``.csv``, ...; ``"10x"`` for a folder) and gzip."""
+    if path.is_dir():
+        return "10x", False
     name = path.name.lower()
-    return ".mtx" if name.endswith((".mtx", ".mtx.gz")) else path.suffix.lower()
+    gz = name.endswith(".gz")
+    base = name[:-3] if gz else name
+    for ext in _KINDS:
+        if base.endswith(ext):
+            return ext, gz
+    return Path(base).suffix, gz
 
 
-def read_counts(path: str | Path) -> Any:
-    """Read a count matrix DATA from a file.
+def _tenx_file(folder: Path, part: str) -> Path:
+    for name in _TENX[part]:
+        if (folder / name).is_file():
+            return folder / name
+    raise ValueError(
+        f"folder {str(folder)!r} is not a 10x-style matrix folder: it has none of "
+        f"{', '.join(_TENX[part])} (a 10x folder holds matrix.mtx.gz, features.tsv.gz and "
+        "barcodes.tsv.gz)"
+    )
+
+
+def _labelled_sparse(X: Any, rows: Any, cols: Any) -> pd.DataFrame:
+    """Return a sparse matrix with labels as a DataFrame of sparse columns."""
+    frame: Any = pd.DataFrame.sparse  # pandas-stubs types the accessor as an ellipsis
+    return frame.from_spmatrix(sp.csc_matrix(X), index=rows, columns=cols)
+
+
+def _read_10x(folder: Path, transpose: bool) -> pd.DataFrame:
+    X = sp.csr_array(scipy.io.mmread(_tenx_file(folder, "matrix")))  # features x barcodes
+    feats = pd.read_csv(_tenx_file(folder, "features"), sep="\t", header=None, dtype=str)
+    codes = pd.read_csv(_tenx_file(folder, "barcodes"), sep="\t", header=None, dtype=str)
+    if (len(feats), len(codes)) != X.shape:
+        raise ValueError(
+            f"matrix is {X.shape[0]} x {X.shape[1]} but there are {len(feats)} features and "
+            f"{len(codes)} barcodes; the three files do not belong together"
+        )
+    rows, cols = np.asarray(feats[0]), np.asarray(codes[0])  # feature ids are unique
+    return _labelled_sparse(X.T, cols, rows) if transpose else _labelled_sparse(X, rows, cols)
+
+
+def _read_h5ad(path: Path, transpose: bool) -> Any:
+    try:
+        import anndata
+    except ImportError:
+        raise ValueError(
+            "reading .h5ad needs the optional package anndata: pip install 'poisson-nmf[anndata]'"
+        ) from None
+    ad = anndata.read_h5ad(path)
+    X: Any = ad.X
+    rows, cols = np.asarray(ad.obs_names), np.asarray(ad.var_names)
+    if transpose:
+        X, rows, cols = X.T, cols, rows
+    if sp.issparse(X):
+        return _labelled_sparse(X, rows, cols)
+    return xr.DataArray(np.asarray(X), dims=("row", "column"), coords={"row": rows, "column": cols})
+
+
+def _text_frame(p: Path, sep: str, index: bool) -> tuple[pd.DataFrame, np.ndarray]:
+    """Read a text table; returns it with each row's line number in the file."""
+    header = pd.read_csv(p, sep=sep, header=None, nrows=1, dtype=str, keep_default_na=False)
+    names = [str(x) for x in header.iloc[0]]
+    df = pd.read_csv(p, sep=sep, index_col=0 if index else None, skip_blank_lines=False)
+    lines = np.arange(2, df.shape[0] + 2)
+    n_fields = df.shape[1] + (1 if index else 0)
+    if n_fields != len(names):
+        raise ValueError(
+            f"the header line has {len(names)} names but line 2 has {n_fields} fields: do "
+            f"the lines end with {sep!r}? Remove the trailing delimiter from the data lines "
+            "(or name every column in the header)"
+        )
+    cols = names[1:] if index else names
+    blank_header = [j for j, c in enumerate(cols) if c == ""]
+    for j in blank_header:
+        if df.iloc[:, j].isna().all():
+            raise ValueError(
+                f"column {j + (2 if index else 1)} has no name in the header and no values: "
+                f"do the lines end with {sep!r}? Remove the trailing delimiter from each line"
+            )
+    # keep the header's own names (pandas renames a repeated 's1' to 's1.1')
+    df.columns = pd.Index([c if c != "" else str(df.columns[j]) for j, c in enumerate(cols)])
+    blank = df.isna().all(axis=1).to_numpy()
+    if index:
+        blank = blank & np.asarray(df.index.isna())
+    if blank.any():  # blank lines
+        df, lines = df.loc[~blank], lines[~blank]
+    return df, lines
+
+
+def _numeric(df: pd.DataFrame, name: str, lines: np.ndarray | None) -> np.ndarray:
+    from .data import _frame_values, _Where
+
+    if df.shape[0] and all(d == np.int64 for d in df.dtypes):
+        return df.to_numpy(dtype=np.int64)
+    where = _Where(np.asarray(df.index), np.asarray(df.columns), lines)
+    return _frame_values(df, name, where)
+
+
+def _warn_integer_labels(labels: Any, name: str) -> None:
+    idx = pd.Index(labels)
+    if len(idx) == 0 or not pd.api.types.is_integer_dtype(idx.dtype):
+        return
+    v = idx.to_numpy()
+    if np.array_equal(v, np.arange(len(v))) or np.array_equal(v, np.arange(1, len(v) + 1)):
+        return  # a saved row number, not data
+    warnings.warn(
+        f"{name}: the first column, read as the row labels, holds only integers "
+        f"({', '.join(map(str, v[:3].tolist()))}, ...) and looks like data; if it is, read "
+        "with index=False (command line: --no-index)",
+        LabelColumnWarning,
+        stacklevel=3,
+    )
+
+
+def _sum_duplicates(df: pd.DataFrame) -> pd.DataFrame:
+    """Sum rows (then columns) sharing a label; a sum with a missing cell stays missing."""
+    for _ in range(2):
+        if df.index.has_duplicates:
+            na = df.isna().groupby(level=0, sort=False).any()
+            df = df.groupby(level=0, sort=False).sum().mask(na)
+        df = df.T
+    return df
+
+
+def read_counts(
+    path: str | Path, index: bool = True, transpose: bool = False, *, duplicates: str = "raise"
+) -> Any:
+    """Read a count matrix DATA from a file or a 10x-style folder.
 
     Parameters
     ----------
     path : str or pathlib.Path
-        A ``.csv``/``.tsv`` table (header and index), a Matrix Market ``.mtx``, a SciPy
-        sparse ``.npz`` or a NumPy ``.npy`` file; see the module docstring.
+        A ``.csv``/``.tsv``/``.txt`` table (header; also gzip-compressed, ``.csv.gz``), a
+        Matrix Market ``.mtx`` (or ``.mtx.gz``), a SciPy sparse ``.npz``, a NumPy
+        ``.npy``, an AnnData ``.h5ad`` (needs the optional ``anndata``), a ``.parquet``
+        table, or a 10x-style folder (``matrix.mtx.gz``, ``features.tsv.gz``,
+        ``barcodes.tsv.gz``; rows are features, columns barcodes).
+    index : bool
+        Tables only: whether the first column holds the row labels. With ``True``, a
+        label column of integers that are not just 0..F-1 or 1..F warns
+        (:class:`LabelColumnWarning`): it may be data. A parquet file's stored pandas
+        index, when it has one, is the labels.
+    transpose : bool
+        Swap rows and columns (for tables stored the other way round).
+    duplicates : {"raise", "sum"}
+        Tables: a row or column label used more than once is refused (``"raise"``, the
+        message names the labels) or its rows (columns) are summed (``"sum"``).
 
     Returns
     -------
-    xarray.DataArray or scipy.sparse.csr_array, shape (F, N)
-        Tables become a DataArray with dims ``("row", "column")`` and the file's row
-        and column names as coordinates; sparse files stay sparse. Pass the result to
-        :func:`poisson_nmf.as_counts` (every fitting function does) to validate it.
+    xarray.DataArray, pandas.DataFrame or scipy.sparse.csr_array, shape (F, N)
+        Tables become a DataArray with dims ``("row", "column")``, the file's labels as
+        coordinates and each row's line in the file as the coordinate ``line`` (error
+        messages of :func:`poisson_nmf.as_counts` name it); labelled sparse data (10x,
+        sparse ``.h5ad``) a DataFrame of sparse columns; ``.mtx``/``.npz`` stay sparse.
+        Missing cells are NaN: pass the result to :func:`poisson_nmf.as_counts`, which
+        refuses them unless ``missing="mask"``.
 
     Raises
     ------
     FileNotFoundError
         When the file does not exist.
     ValueError
-        For an unknown extension or a file that cannot be read as that format.
+        For an unknown extension, a file that cannot be read as that format, lines that
+        end with a delimiter, or duplicated labels (unless ``duplicates="sum"``).
+    TypeError
+        For a table cell that is not a number (named by row, column and line).
     """
+    from .data import _check_unique
+
+    if duplicates not in ("raise", "sum"):
+        raise ValueError(f"duplicates must be 'raise' or 'sum', got {duplicates!r}")
     p = Path(path)
-    if not p.is_file():
+    if not p.exists():
         raise FileNotFoundError(f"DATA file {str(p)!r} does not exist")
-    kind = _suffix(p)
+    kind, gz = _kind(p)
+    name = f"DATA file {str(p)!r}"
+    if kind not in (*_KINDS, "10x") or (gz and kind not in _GZ_OK):
+        raise ValueError(
+            f"{name} has an unknown extension {kind + ('.gz' if gz else '')!r}; use .csv, "
+            ".tsv, .txt (also .gz), .mtx (also .gz), .npz (scipy.sparse), .npy, .h5ad, "
+            ".parquet or a 10x folder"
+        )
+    out: Any
     try:
-        if kind in _TEXT:
-            df = pd.read_csv(p, sep=_TEXT[kind], index_col=0)
-            if df.shape[1] == 0:
-                raise ValueError("it has no data columns (expected a header and an index column)")
-            return xr.DataArray(
-                df.to_numpy(),
-                dims=("row", "column"),
-                coords={"row": np.asarray(df.index), "column": np.asarray(df.columns)},
-                name=p.stem,
-            )
+        if kind == "10x":
+            return _read_10x(p, transpose)
+        if kind == ".h5ad":
+            return _read_h5ad(p, transpose)
         if kind == ".mtx":
             m = scipy.io.mmread(p)
-            return sp.csr_array(m) if sp.issparse(m) else np.asarray(m)
+            out = sp.csr_array(m) if sp.issparse(m) else np.asarray(m)
+            return out.T if transpose else out
         if kind == ".npz":
-            return sp.csr_array(sp.load_npz(p))
+            out = sp.csr_array(sp.load_npz(p))
+            return out.T if transpose else out
         if kind == ".npy":
-            return np.load(p, allow_pickle=False)
+            out = np.load(p, allow_pickle=False)
+            return out.T if transpose else out
+        lines: np.ndarray | None = None
+        if kind in (".parquet", ".pq"):
+            df = pd.read_parquet(p)
+            if index and isinstance(df.index, pd.RangeIndex) and df.shape[1] > 1:
+                df = df.set_index(df.columns[0])
+        else:
+            df, lines = _text_frame(p, _TEXT[kind], index)
+            if index and df.shape[1] == 0:
+                raise ValueError("it has no data columns (expected a header and an index column)")
     except (ValueError, OSError, pd.errors.ParserError) as e:
-        raise ValueError(f"cannot read DATA file {str(p)!r} as {kind}: {e}") from None
-    raise ValueError(
-        f"DATA file {str(p)!r} has an unknown extension {kind!r}; use .csv, .tsv, .mtx, "
-        ".npz (scipy.sparse) or .npy"
-    )
+        raise ValueError(f"cannot read {name} as {kind}: {e}") from None
+    if not index:
+        df.index = pd.RangeIndex(df.shape[0])
+    else:
+        _warn_integer_labels(df.index, name)
+    if duplicates == "sum":
+        df, lines = _sum_duplicates(df), None
+    _check_unique(np.asarray(df.index), "row", name)
+    _check_unique(np.asarray(df.columns), "column", name)
+    values = _numeric(df, name, lines)
+    coords: dict[str, Any] = {"row": np.asarray(df.index), "column": np.asarray(df.columns)}
+    if lines is not None:
+        coords["line"] = ("row", lines)
+    da = xr.DataArray(values, dims=("row", "column"), coords=coords, name=p.name.split(".")[0])
+    if transpose:
+        da = da.T.rename({"row": "column", "column": "row"})
+    return da
 
 
 def comparison_to_dataset(cmp: Any) -> xr.Dataset:

@@ -81,11 +81,22 @@ draw and observed entry; they hold at most ``pointwise_draws`` draws in all (def
 500, thinned evenly within each chain; coordinate ``draw`` keeps the original draw
 numbers), in float32 (log-likelihood) and int32 (predictive counts), and are computed
 in chunks. On all digits (109,617 entries) that is 219 MB each rather than 3.5 GB.
-``pointwise_draws=None`` keeps every draw, ``0`` leaves the groups out.
+``pointwise_draws=None`` keeps every draw, ``0`` leaves the groups out. Predictive
+counts past the int32 range are kept as int64 (never wrapped).
+
+Sparse input with more than 200,000 observed entries keeps its pointwise groups on an
+``entry`` dim: every non-zero, and a fixed random subsample of m = max(nnz, 50,000)
+observed zeros with the coordinate ``weight`` = n_zero / m (1 for the non-zeros), so
+that diagnose's coverage, discrepancy and elpd_loo are weighted estimates over all
+observed entries; their rates come from the rows of W and columns of H, never a dense
+F x N array. ``max_memory`` (default "4GB") is planned before sampling
+(:mod:`poisson_nmf.memory`): past it the pointwise draws are thinned or left out with a
+warning, or the run is refused before sampling.
 """
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
 import os
@@ -108,6 +119,13 @@ from threadpoolctl import threadpool_limits
 from .align import Normalize, _check_normalize, align_factors
 from .data import Counts, as_counts, check_n_components
 from .exceptions import MultipleModesWarning
+from .memory import (
+    DEFAULT_MAX_MEMORY,
+    MemoryBudgetWarning,
+    draws_within,
+    plan_memory,
+    thinning_message,
+)
 from .numba_cache import ensure_fresh
 from .priors import GammaPriors
 from .progress import ProgressArg, SamplingProgress
@@ -1440,6 +1458,43 @@ def select_chains(idata: xr.DataTree, chains: Sequence[int]) -> xr.DataTree:
 # pointwise groups
 
 
+# sparse input with more observed entries than this keeps its pointwise groups on an
+# `entry` dim: every non-zero, and a fixed random subsample of the zeros with a weight
+_ZERO_SUBSAMPLE_ABOVE = 200_000
+_ZERO_SUBSAMPLE_MIN = 50_000
+_ZERO_SUBSAMPLE_SEED = 1618
+
+
+def _pointwise_entries(counts: Counts) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """Entries of the pointwise groups of large sparse input, with their weights.
+
+    Returns None (every observed entry, the dense layout) unless V is sparse with more
+    than ``_ZERO_SUBSAMPLE_ABOVE`` observed entries. Then: every observed non-zero
+    (weight 1) and m = max(nnz, 50 000) observed zeros drawn uniformly without
+    replacement with a fixed seed (weight n_zero / m), so that a weighted sum over the
+    entries is an unbiased estimate of the sum over all observed entries (stratified
+    sampling: the non-zeros exactly, the zeros by their sample). Never an F x N array.
+    """
+    if not counts.is_sparse or counts.n_observed <= _ZERO_SUBSAMPLE_ABOVE:
+        return None
+    F, N = counts.shape
+    nz = np.ravel_multi_index((counts.nz_rows, counts.nz_cols), (F, N))
+    taken = np.union1d(nz, np.ravel_multi_index((counts.missing_rows, counts.missing_cols), (F, N)))
+    n_zero = F * N - taken.size
+    m = min(n_zero, max(nz.size, _ZERO_SUBSAMPLE_MIN))
+    rng = np.random.default_rng(_ZERO_SUBSAMPLE_SEED)
+    zeros = np.zeros(0, dtype=np.int64)
+    while zeros.size < m:
+        cand = np.unique(rng.integers(0, F * N, size=2 * (m - zeros.size) + 16))
+        cand = cand[~np.isin(cand, taken, assume_unique=True) & ~np.isin(cand, zeros)]
+        zeros = np.concatenate([zeros, rng.permutation(cand)[: m - zeros.size]])
+    zeros = np.sort(zeros)
+    flat = np.concatenate([nz, zeros])
+    r, c = np.unravel_index(flat, (F, N))
+    weight = np.concatenate([np.ones(nz.size), np.full(zeros.size, n_zero / max(m, 1))])
+    return r.astype(np.int64), c.astype(np.int64), weight
+
+
 def _pointwise(
     counts: Counts,
     W: np.ndarray,
@@ -1448,37 +1503,62 @@ def _pointwise(
     rng: np.random.Generator,
     workers: int = 1,
     chunk: int = 32,
+    entries: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Pointwise log-likelihood (float32) and predictive counts (int32).
+    """Pointwise log-likelihood (float32) and predictive counts (int32, int64 past it).
 
     W (C, D, F, K), H (C, D, K, N); returns arrays (C, len(draw_idx), n_obs) over the
     observed entries in row-major order. Chunks of ``chunk`` draws run in ``workers``
     threads (NumPy's log and Poisson draws release the GIL), each chunk with its own
     generator spawned from ``rng``, so the draws do not depend on the order the chunks
-    run in.
+    run in. With ``entries`` (rows and columns, from :func:`_pointwise_entries`) only
+    those entries are computed, from the factors' rows and columns (never a dense F x N
+    rate).
     """
-    obs = counts.observed()
-    r, c = np.nonzero(obs)
-    v = counts.dense()[r, c]
+    if entries is None:
+        r, c = np.nonzero(counts.observed())
+        v = counts.dense()[r, c]
+    else:
+        r, c = entries
+        v = np.asarray(counts.values[r, c], dtype=np.float64).ravel()
     lgv = gammaln(v + 1.0)
     C = W.shape[0]
     D = draw_idx.size
     ll = np.empty((C, D, r.size), dtype=np.float32)
     pp = np.empty((C, D, r.size), dtype=np.int32)
-    full = not counts.has_mask
+    full = not counts.has_mask and entries is None
     jobs = [(ch, lo) for ch in range(C) for lo in range(0, D, chunk)]
     rngs = rng.spawn(len(jobs))
+    # predictive counts past int32 are drawn again as int64 from the same generator
+    # state: never a silent wrap, and the same values as if int64 had been used all along
+    first = [copy.deepcopy(g) for g in rngs]
+    too_big: list[int] = []
+
+    def rate(j: int) -> np.ndarray:
+        ch, lo = jobs[j]
+        idx = draw_idx[lo : lo + chunk]
+        if entries is not None:  # (d, entries): each rate from its row of W, column of H
+            return np.einsum("dek,dke->de", W[ch, idx][:, r, :], H[ch, idx][:, :, c])
+        lam = np.matmul(W[ch, idx], H[ch, idx])  # (d, F, N)
+        return lam.reshape(len(idx), -1) if full else lam[:, r, c]
 
     def one(j: int) -> None:
         ch, lo = jobs[j]
-        idx = draw_idx[lo : lo + chunk]
-        lam = np.matmul(W[ch, idx], H[ch, idx])  # (d, F, N)
-        lam = lam.reshape(len(idx), -1) if full else lam[:, r, c]
-        ll[ch, lo : lo + len(idx)] = v * np.log(lam) - lam - lgv
-        pp[ch, lo : lo + len(idx)] = rngs[j].poisson(lam)
+        lam = rate(j)
+        ll[ch, lo : lo + lam.shape[0]] = v * np.log(lam) - lam - lgv
+        x = rngs[j].poisson(lam)
+        if x.size and x.max() > np.iinfo(np.int32).max:
+            too_big.append(j)
+        pp[ch, lo : lo + lam.shape[0]] = x
 
     with threadpool_limits(1), ThreadPoolExecutor(max_workers=max(1, workers)) as ex:
         list(ex.map(one, range(len(jobs))))
+    if too_big:
+        pp = pp.astype(np.int64)
+        for j in too_big:
+            ch, lo = jobs[j]
+            lam = rate(j)
+            pp[ch, lo : lo + lam.shape[0]] = first[j].poisson(lam)
     return ll, pp
 
 
@@ -1559,6 +1639,7 @@ def sample_posterior(
     mask: Any = None,
     keep: Literal["all", "main"] | Sequence[int] = "all",
     pointwise_draws: int | None = 500,
+    max_memory: Any = DEFAULT_MAX_MEMORY,
     map_kwargs: dict | None = None,
     nuts_kwargs: dict | None = None,
     progress: ProgressArg = None,
@@ -1656,6 +1737,13 @@ def sample_posterior(
     pointwise_draws : int or None
         Most draws in all for ``log_likelihood`` and ``posterior_predictive``
         (thinned evenly within chains); ``None`` keeps all, ``0`` leaves them out.
+    max_memory : str, int or None
+        Budget for everything the run stores and computes afterwards (default "4GB";
+        None: no limit), planned before sampling by :func:`poisson_nmf.memory.plan_memory`:
+        past it the pointwise groups are thinned or left out with a
+        :class:`~poisson_nmf.memory.MemoryBudgetWarning` giving the sizes, or, when the
+        counts and the draws of W and H alone do not fit, a ``ValueError`` names the
+        settings to change before anything is sampled.
     map_kwargs : dict, optional
         Passed to :func:`poisson_nmf.kl_nmf` (default ``max_iter=1000, tol=1e-6``, and
         ``n_restarts=4`` with ``init="map"``, 1 with ``init="restarts"``).
@@ -1706,11 +1794,11 @@ def sample_posterior(
     if resume is not None:
         from .stopping import resume_settings
 
-        r = resume_settings(resume, counts, K, map_kwargs=map_kwargs, nuts_kwargs=nuts_kwargs)
-        priors, tune, chains, sampler = r.priors, r.tune, r.chains, r.sampler
-        precision = r.precision
-        normalize, init, jitter, random_seed = r.normalize, r.init, r.jitter, r.seed
-        resumed_from = r.draws
+        rs = resume_settings(resume, counts, K, map_kwargs=map_kwargs, nuts_kwargs=nuts_kwargs)
+        priors, tune, chains, sampler = rs.priors, rs.tune, rs.chains, rs.sampler
+        precision = rs.precision
+        normalize, init, jitter, random_seed = rs.normalize, rs.init, rs.jitter, rs.seed
+        resumed_from = rs.draws
         if (draws if draws is not None else max_draws) <= resumed_from:
             raise ValueError(
                 f"resume holds {resumed_from} draws per chain: pass a larger "
@@ -1746,6 +1834,34 @@ def sample_posterior(
     nuts_kwargs = dict(nuts_kwargs or {})
     F, N = counts.shape
     assert draws is not None
+    if rule is not None:
+        # draw until clean within the memory budget: a budget of draws that the budget
+        # cannot hold is lowered to what it can (a warning says so); too few to check
+        # even once is refused below by plan_memory, with the sizes
+        fit = draws_within(
+            F, N, K, chains=chains, nnz=int(counts.nz_values.size), dense=_use_dense(counts),
+            max_memory=max_memory,
+        )  # fmt: skip
+        if fit is not None and rule.start + rule.check_every <= fit < rule.max_draws:
+            warnings.warn(
+                f"max_draws = {rule.max_draws} per chain does not fit in max_memory = "
+                f"{max_memory}: the run stops at {fit} draws per chain at most (raise "
+                "max_memory, command line --max-memory, to allow more)",
+                MemoryBudgetWarning,
+                stacklevel=2,
+            )
+            rule = replace(rule, max_draws=fit)
+            draws = fit
+    n_req = draws * chains if pointwise_draws is None else min(pointwise_draws, draws * chains)
+    pw_entries = _pointwise_entries(counts) if n_req else None
+    mem = plan_memory(
+        F, N, K, chains=chains, draws=draws,
+        n_observed=counts.n_observed if pw_entries is None else pw_entries[0].size,
+        nnz=int(counts.nz_values.size), dense=_use_dense(counts), pointwise_draws=n_req,
+        max_memory=max_memory,
+    )  # fmt: skip
+    if mem.pointwise_draws < n_req:
+        warnings.warn(thinning_message(mem), MemoryBudgetWarning, stacklevel=2)
     with SamplingProgress(progress, chains, tune + draws) as bar:
         if sampler == "nutpie":
             bar.phase("loading the compiled sampler (compiling it on the first run)")
@@ -1869,16 +1985,23 @@ def sample_posterior(
         if counts.has_mask:
             groups["observed_data"]["mask"] = (("row", "column"), ~counts.observed())
 
-        n_pw = draws * chains if pointwise_draws is None else min(pointwise_draws, draws * chains)
+        n_pw = mem.pointwise_draws
         if n_pw > 0:
             bar.phase("pointwise log-likelihood and predictive draws")
             per_chain = max(1, n_pw // chains)
             draw_idx = np.unique(np.linspace(0, draws - 1, per_chain).round().astype(int))
-            ll_pw, pp = _pointwise(counts, Wa, Ha, draw_idx, rng_pp, cores)
+            ent = None if pw_entries is None else pw_entries[:2]
+            ll_pw, pp = _pointwise(counts, Wa, Ha, draw_idx, rng_pp, cores, mem.chunk_draws, ent)
             pc: dict[str, Any] = {"chain": np.arange(chains), "draw": draw_idx}
-            if counts.has_mask:
+            dims: tuple[str, ...]
+            if pw_entries is not None:
+                r, cc, wt = pw_entries
+                dims = ("chain", "draw", "entry")
+                pc = {**pc, "entry": np.arange(r.size), "row": ("entry", counts.row[r]),
+                      "column": ("entry", counts.column[cc]), "weight": ("entry", wt)}  # fmt: skip
+            elif counts.has_mask:
                 r, cc = np.nonzero(counts.observed())
-                dims: tuple[str, ...] = ("chain", "draw", "entry")
+                dims = ("chain", "draw", "entry")
                 pc = {**pc, "entry": np.arange(r.size), "row": ("entry", counts.row[r]),
                       "column": ("entry", counts.column[cc])}  # fmt: skip
             else:
@@ -1913,6 +2036,8 @@ def sample_posterior(
             "jitter": jitter,
             "keep": keep if isinstance(keep, str) else [int(c) for c in keep],
             "pointwise_draws": pointwise_draws,
+            "max_memory": repr(max_memory),
+            "memory": mem.to_dict(),
             "random_seed": _seed_repr(random_seed),
             "replay_seed": replay_seed,
             "chain_seeds": seeds,

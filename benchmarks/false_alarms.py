@@ -1,0 +1,163 @@
+"""How often does diagnose warn or fail on data drawn from the model itself?
+
+Each data set is drawn from V ~ Poisson(WH): F and N log-uniform in [8, --max-size]
+(default 300), K in 1..8 (at most min(F, N)), W ~ Gamma(a_w, 1) and H ~ Gamma(a_h,
+**scale** s) in NumPy's (shape, scale), with each shape drawn from {0.5, 1, 2} (below, at
+and above 1) and s set so that the mean count is about 5; every other data set is
+passed as a SciPy sparse matrix. Each is sampled with ``sample_posterior`` at its
+defaults (or ``--draws/--tune/--chains``) and diagnosed with ``diagnose`` at its
+defaults. The script prints, for every check, the share of data sets on which it fired
+(not passed; warn and fail checks, and the info notices separately) with its 95 %
+binomial interval (scipy's ``binomtest``, Clopper-Pearson), then every FAIL with its
+inputs, so that it can be rerun alone.
+
+Targets (issue 18): each model-fit warning (``ppc_coverage``, ``ppc_discrepancy``) fires
+on at most about 5 % of data sets from the model; FAIL is rare.
+
+    python benchmarks/false_alarms.py                    # 200 data sets, defaults (hours)
+    python benchmarks/false_alarms.py --n 40 --max-size 40 --draws 300 --tune 300
+    python benchmarks/false_alarms.py --quick            # smoke test
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+import warnings
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from scipy.stats import binomtest
+
+MODEL_FIT = ("ppc_coverage", "ppc_discrepancy")
+SHAPES = (0.5, 1.0, 2.0)
+
+
+def draw_case(i: int, seed: int, max_size: int) -> dict:
+    """The inputs of data set i: sizes, K, Gamma shapes, sparse or not, and its seed."""
+    rng = np.random.default_rng([seed, i])
+    F, N = (int(round(np.exp(rng.uniform(np.log(8), np.log(max_size))))) for _ in range(2))
+    K = int(rng.integers(1, min(8, F, N) + 1))
+    return {
+        "i": i,
+        "seed": seed,
+        "F": F,
+        "N": N,
+        "K": K,
+        "w_shape": float(rng.choice(SHAPES)),
+        "h_shape": float(rng.choice(SHAPES)),
+        "sparse": bool(i % 2),
+        "data_seed": int(rng.integers(2**31)),
+    }
+
+
+def draw_counts(case: dict) -> np.ndarray:
+    rng = np.random.default_rng(case["data_seed"])
+    F, N, K = case["F"], case["N"], case["K"]
+    W = rng.gamma(case["w_shape"], 1.0, (F, K))
+    # mean of (WH)_fn is K * w_shape * h_shape * s: s sets it to about 5
+    s = 5.0 / (K * case["w_shape"] * case["h_shape"])
+    H = rng.gamma(case["h_shape"], s, (K, N))  # NumPy's (shape, scale)
+    return rng.poisson(W @ H)
+
+
+def run_one(case: dict, draws: int | None, tune: int | None, chains: int | None) -> dict:
+    import poisson_nmf as pnmf
+
+    V = draw_counts(case)
+    if V.sum() == 0:
+        return {**case, "skipped": "all zeros"}
+    kw = {k: v for k, v in {"draws": draws, "tune": tune, "chains": chains}.items() if v}
+    t = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the verdict is what is counted
+        idata = pnmf.sample_posterior(
+            sp.csr_array(V) if case["sparse"] else V, case["K"], random_seed=case["i"], **kw
+        )
+        d = pnmf.diagnose(idata)
+    fired = [c.name for c in d.checks if not c.passed and c.threshold != "-"]
+    return {
+        **case,
+        "verdict": d.verdict,
+        "fired": fired,
+        "reasons": list(d.reasons),
+        "ppp": d.ppc["ppp"] if d.ppc else np.nan,
+        "coverage": d.ppc["coverage"] if d.ppc else np.nan,
+        "seconds": time.perf_counter() - t,
+    }
+
+
+def summarise(rows: list[dict]) -> pd.DataFrame:
+    """Rate of every check (and of each verdict) with its 95 % binomial interval."""
+    done = [r for r in rows if "verdict" in r]
+    n = len(done)
+    names = sorted({f for r in done for f in r["fired"]} | set(MODEL_FIT))
+    out = []
+    for name in names:
+        k = sum(name in r["fired"] for r in done)
+        out.append((name, k))
+    for v in ("warn", "fail"):
+        out.append((f"verdict {v}", sum(r["verdict"] == v for r in done)))
+    table = []
+    for name, k in out:
+        ci = binomtest(k, n).proportion_ci(0.95) if n else None
+        table.append({
+            "reason": name,
+            "fired": k,
+            "of": n,
+            "rate": k / n if n else np.nan,
+            "ci95_low": ci.low if ci else np.nan,
+            "ci95_high": ci.high if ci else np.nan,
+        })  # fmt: skip
+    return pd.DataFrame(table)
+
+
+def main(argv: list[str] | None = None) -> pd.DataFrame:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--n", type=int, default=200, help="number of data sets (default 200)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-size", type=int, default=300, help="largest F and N (default 300)")
+    p.add_argument("--draws", type=int, default=None, help="default: sample_posterior's")
+    p.add_argument("--tune", type=int, default=None)
+    p.add_argument("--chains", type=int, default=None)
+    p.add_argument("--json", default=None, help="also write every row here")
+    p.add_argument("--quick", action="store_true", help="2 tiny data sets, short runs")
+    a = p.parse_args(argv)
+    if a.quick:
+        a.n, a.max_size, a.draws, a.tune, a.chains = 2, 10, 60, 60, 2
+    print(
+        f"false alarms: {a.n} data sets from the model, F, N in [8, {a.max_size}], "
+        f"draws {a.draws or 'default'}, tune {a.tune or 'default'}, chains "
+        f"{a.chains or 'default'}; load {os.getloadavg()[0]:.1f}, {os.cpu_count()} cores"
+    )
+    rows = []
+    t0 = time.perf_counter()
+    for i in range(a.n):
+        r = run_one(draw_case(i, a.seed, a.max_size), a.draws, a.tune, a.chains)
+        rows.append(r)
+        if "verdict" in r:
+            print(
+                f"  {i:4d} {r['F']:4d} x {r['N']:<4d} K={r['K']} shapes ({r['w_shape']:g}, "
+                f"{r['h_shape']:g}) {'sparse' if r['sparse'] else 'dense '} {r['verdict']:4s} "
+                f"p={r['ppp']:.3f} cov={r['coverage']:.3f} {r['seconds']:.0f}s "
+                f"{','.join(r['fired'])}",
+                flush=True,
+            )
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(rows, f, indent=1, default=float)
+    table = summarise(rows)
+    print(f"\n{len(rows)} data sets in {time.perf_counter() - t0:.0f} s")
+    print(table.to_string(index=False, float_format=lambda x: f"{x:.3f}"))
+    fails = [r for r in rows if r.get("verdict") == "fail"]
+    for r in fails:
+        keys = ("i", "seed", "F", "N", "K", "w_shape", "h_shape", "sparse", "data_seed")
+        print("FAIL", {k: r[k] for k in keys}, r["reasons"])
+    return table
+
+
+if __name__ == "__main__":
+    main()
