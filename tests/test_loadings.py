@@ -75,8 +75,10 @@ def test_bad_input():
     with pytest.raises(ValueError, match="non-integer"):
         pnmf.fit_loadings(V * 0.5, W, method="posterior")
     pnmf.fit_loadings(V * 0.5, W, priors=None, method="map")  # KL is defined for it
-    with pytest.raises(ValueError, match="NaN or inf"):
+    with pytest.raises(ValueError, match="missing value"):
         pnmf.fit_loadings(np.where(V > 0, np.nan, 0), W)
+    with pytest.raises(ValueError, match="contains inf"):
+        pnmf.fit_loadings(np.where(V > 0, np.inf, 0), W)
     with pytest.raises(ValueError, match="method must be one of"):
         pnmf.fit_loadings(V, W, method="nuts")
     with pytest.raises(TypeError, match="W must be a numeric"):

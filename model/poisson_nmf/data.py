@@ -27,11 +27,9 @@ import pandas as pd
 import scipy.sparse as sp
 import xarray as xr
 
+from .exceptions import ZeroRowsColumnsWarning
+
 __all__ = ["Counts", "ZeroRowsColumnsWarning", "as_counts", "check_n_components"]
-
-
-class ZeroRowsColumnsWarning(UserWarning):
-    """V has all-zero rows or columns; they are kept (filter this to silence it)."""
 
 
 DIMS = ("row", "column")

@@ -5,6 +5,8 @@ from __future__ import annotations
 __all__ = [
     "ConvergenceWarning",
     "FitFormatError",
+    "LabelColumnWarning",
+    "MemoryBudgetWarning",
     "MultipleModesWarning",
     "TrappedZerosWarning",
     "ZeroRowsColumnsWarning",
@@ -33,3 +35,11 @@ class MultipleModesWarning(UserWarning):
 
 class FitFormatError(ValueError):
     """A file is not a poisson-nmf fit, or one of another model or version."""
+
+
+class LabelColumnWarning(UserWarning):
+    """The label column of a table holds only integers and may be data (see ``index``)."""
+
+
+class MemoryBudgetWarning(UserWarning):
+    """Pointwise groups thinned or left out to keep a run within ``max_memory``."""

@@ -43,7 +43,7 @@ import scipy.io
 import scipy.sparse as sp
 import xarray as xr
 
-from .exceptions import FitFormatError
+from .exceptions import FitFormatError, LabelColumnWarning
 
 __all__ = [
     "FIT_FORMAT",
@@ -69,10 +69,6 @@ _TENX = {
     "features": ("features.tsv.gz", "features.tsv", "genes.tsv.gz", "genes.tsv"),
     "barcodes": ("barcodes.tsv.gz", "barcodes.tsv"),
 }
-
-
-class LabelColumnWarning(UserWarning):
-    """The label column of a table holds only integers and may be data (see ``index``)."""
 
 
 def _kind(path: Path) -> tuple[str, bool]:

@@ -30,6 +30,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from .exceptions import MemoryBudgetWarning
+
 __all__ = [
     "CHUNK_BYTES",
     "DEFAULT_MAX_MEMORY",
@@ -61,10 +63,6 @@ _UNITS = {
     "gb": 10**9, "t": 10**12, "tb": 10**12, "kib": 2**10, "mib": 2**20, "gib": 2**30,
     "tib": 2**40,
 }  # fmt: skip
-
-
-class MemoryBudgetWarning(UserWarning):
-    """Pointwise groups thinned or left out to keep a run within ``max_memory``."""
 
 
 def parse_bytes(value: Any, name: str = "max_memory") -> int | None:
