@@ -445,6 +445,73 @@ def _loo(idata: xr.DataTree, max_points: int) -> Any:
         )
 
 
+def convergence_checks(
+    entries: pd.DataFrame,
+    n_chains: int,
+    r_hat_max: float,
+    ess_min_per_chain: float,
+    *,
+    what: str = "entries",
+    advice: str = "",
+) -> list[Check]:
+    """Check R-hat and bulk and tail ESS of a per-entry table (see :mod:`.convergence`).
+
+    Parameters
+    ----------
+    entries : pandas.DataFrame
+        From :func:`poisson_nmf.convergence.entry_table`.
+    n_chains : int
+    r_hat_max, ess_min_per_chain : float
+        Thresholds; the ESS threshold is ``ess_min_per_chain * n_chains``.
+    what : str
+        What the entries are called in the messages (``"entries"``, ``"loadings"``).
+    advice : str
+        Appended to a failure's detail (e.g. how to resume a run stopped at its budget).
+
+    Returns
+    -------
+    list of Check
+        ``r_hat``, ``ess_bulk`` and ``ess_tail``, each of severity ``"fail"``.
+    """
+    C = n_chains
+    ess_min = ess_min_per_chain * C
+    conv = summarize_convergence(entries, C, r_hat_max=r_hat_max, ess_min=ess_min)
+    n_live = len(entries) - conv.n_constant
+    const_note = (
+        f" ({conv.n_constant} constant by construction, left out)" if conv.n_constant else ""
+    )
+    undef_note = (
+        f"; {conv.n_undefined} {what} vary but have no finite R-hat or ESS (non-finite draws?)"
+        if conv.n_undefined
+        else ""
+    ) + advice
+    checks = [
+        Check(
+            "r_hat", f"R-hat (rank-normalised), largest over {what}", conv.worst_r_hat,
+            f"<= {r_hat_max}", conv.r_hat_ok, "fail",
+            "R-hat needs at least 2 chains" if C < 2 else
+            f"{conv.n_r_hat_above} of {n_live} {what} have R-hat > {r_hat_max}{const_note}; "
+            "run longer or check the modes" + undef_note
+            if not conv.r_hat_ok else
+            f"all {n_live} {what} have R-hat <= {r_hat_max}{const_note}",
+        )
+    ]  # fmt: skip
+    for kind in ("bulk", "tail"):
+        low = getattr(conv, f"n_ess_{kind}_below")
+        ok = low == 0 and conv.n_undefined == 0
+        checks.append(
+            Check(
+                f"ess_{kind}", f"ESS {kind}, smallest over {what}",
+                getattr(conv, f"min_ess_{kind}"),
+                f">= {ess_min:g} ({ess_min_per_chain:g} per chain)", ok, "fail",
+                f"{low} of {n_live} {what} have {kind} ESS < {ess_min:g}{const_note}; "
+                "draw more" + undef_note if not ok
+                else f"all {n_live} {what} have {kind} ESS >= {ess_min:g}{const_note}",
+            )
+        )  # fmt: skip
+    return checks
+
+
 def _sampling_checks(
     idata: xr.DataTree,
     entries: pd.DataFrame,
@@ -459,42 +526,9 @@ def _sampling_checks(
 
     C, D = idata["posterior"].sizes["chain"], idata["posterior"].sizes["draw"]
     checks: list[Check] = []
-    n = len(entries)
-    conv = summarize_convergence(entries, C, r_hat_max=r_hat_max, ess_min=ess_min_per_chain * C)
-    n_live = n - conv.n_constant
-    const_note = (
-        f" ({conv.n_constant} constant by construction, left out)" if conv.n_constant else ""
+    checks += convergence_checks(
+        entries, C, r_hat_max, ess_min_per_chain, advice=budget_advice(idata.attrs)
     )
-    undef_note = (
-        f"; {conv.n_undefined} entries vary but have no finite R-hat or ESS (non-finite draws?)"
-        if conv.n_undefined
-        else ""
-    ) + budget_advice(idata.attrs)
-    checks.append(
-        Check(
-            "r_hat", "R-hat (rank-normalised), largest over entries", conv.worst_r_hat,
-            f"<= {r_hat_max}", conv.r_hat_ok, "fail",
-            "R-hat needs at least 2 chains" if C < 2 else
-            f"{conv.n_r_hat_above} of {n_live} entries have R-hat > {r_hat_max}{const_note}; "
-            "run longer or check the modes" + undef_note
-            if not conv.r_hat_ok else
-            f"all {n_live} entries have R-hat <= {r_hat_max}{const_note}",
-        )
-    )  # fmt: skip
-    ess_min = ess_min_per_chain * C
-    for kind in ("bulk", "tail"):
-        low = getattr(conv, f"n_ess_{kind}_below")
-        ok = low == 0 and conv.n_undefined == 0
-        checks.append(
-            Check(
-                f"ess_{kind}", f"ESS {kind}, smallest over entries",
-                getattr(conv, f"min_ess_{kind}"),
-                f">= {ess_min:g} ({ess_min_per_chain:g} per chain)", ok, "fail",
-                f"{low} of {n_live} entries have {kind} ESS < {ess_min:g}{const_note}; "
-                "draw more" + undef_note if not ok
-                else f"all {n_live} entries have {kind} ESS >= {ess_min:g}{const_note}",
-            )
-        )  # fmt: skip
     live = ~entries["constant"].to_numpy(dtype=bool)
     ratio = (entries["mcse_mean"] / entries["sd"]).to_numpy(dtype=float)[live]
     ratio = ratio[np.isfinite(ratio)]

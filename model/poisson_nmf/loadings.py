@@ -628,8 +628,8 @@ def diagnose_loadings(idata: xr.DataTree, *, r_hat_max: float, ess_min_per_chain
     -------
     poisson_nmf.Diagnosis
     """
-    from .convergence import entry_table, summarize_convergence
-    from .diagnostics import Check, Diagnosis
+    from .convergence import entry_table
+    from .diagnostics import Check, Diagnosis, convergence_checks
 
     post = idata["posterior"].to_dataset()
     C, D = post.sizes["chain"], post.sizes["draw"]
@@ -645,26 +645,7 @@ def diagnose_loadings(idata: xr.DataTree, *, r_hat_max: float, ess_min_per_chain
         )  # fmt: skip
     else:
         entries = entry_table(post, ("H",))
-        conv = summarize_convergence(entries, C, r_hat_max=r_hat_max, ess_min=ess_min_per_chain * C)
-        n_live = len(entries) - conv.n_constant
-        checks.append(
-            Check("r_hat", "R-hat (rank-normalised), largest over loadings", conv.worst_r_hat,
-                  f"<= {r_hat_max}", conv.r_hat_ok, "fail",
-                  "R-hat needs at least 2 chains" if C < 2 else
-                  f"{conv.n_r_hat_above} of {n_live} loadings have R-hat > {r_hat_max}; "
-                  "raise draws" if not conv.r_hat_ok else
-                  f"all {n_live} loadings have R-hat <= {r_hat_max}")
-        )  # fmt: skip
-        ess_min = ess_min_per_chain * C
-        for kind in ("bulk", "tail"):
-            low = getattr(conv, f"n_ess_{kind}_below")
-            ok = low == 0 and conv.n_undefined == 0
-            checks.append(
-                Check(f"ess_{kind}", f"ESS {kind}, smallest over loadings",
-                      getattr(conv, f"min_ess_{kind}"), f">= {ess_min:g}", ok, "fail",
-                      f"{low} of {n_live} loadings have {kind} ESS < {ess_min:g}; raise draws"
-                      if not ok else f"all {n_live} loadings have {kind} ESS >= {ess_min:g}")
-            )  # fmt: skip
+        checks += convergence_checks(entries, C, r_hat_max, ess_min_per_chain, what="loadings")
         for name in ("divergences", "tree_depth", "ebfmi"):
             checks.append(Check(name, name.replace("_", " "), np.nan, "-", True, "info", na))
     checks.append(
