@@ -25,6 +25,10 @@ def test_check_estimator_passes_with_no_expected_failures():
     # (SkipTest) unless SCIPY_ARRAY_API is set, as it does for every estimator
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SkipTestWarning)
+        # the checks fit K = 10 to tables of 3 to 5 features, unseeded: a component can
+        # die (K above the rank), and kl_nmf rightly reports it; pytest's error filter
+        # would turn that report into a failure of whichever check drew such a start
+        warnings.simplefilter("ignore", pnmf.TrappedZerosWarning)
         results = check_estimator(pnmf.PoissonNMF(), on_fail=None)
     failed = [r for r in results if r["status"] == "failed"]
     assert not failed, [(r["check_name"], r["exception"]) for r in failed]
