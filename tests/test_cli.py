@@ -196,3 +196,12 @@ def test_missing_cells_remedy_works_on_the_command_line(tmp_path, capsys):
     dup.write_text("gene,s1,s2,s1\ng1,1,2,3\ng2,1,1,1\ng1,0,0,4\n")
     assert main(["compare", str(dup), "-k", "1"]) == 2
     _one_line_error(capsys, "duplicated row labels", "'g1'", "--sum-duplicates")
+
+
+def test_vi_refuses_nuts_only_options(tmp_path, digits_csv, capsys):
+    for extra in (["--max-draws", "600"], ["--resume", str(tmp_path / "fit.nc")]):
+        args = ["fit", str(digits_csv), "-k", "2", "--method", "vi", *extra]
+        assert main([*args, "--out", str(tmp_path / "out")]) == 2
+        err = capsys.readouterr().err
+        assert f"poisson-nmf: error: {extra[0]}: only for --method nuts" in err
+    assert not (tmp_path / "out").exists()

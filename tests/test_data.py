@@ -6,6 +6,7 @@ import xarray as xr
 
 import poisson_nmf as pnmf
 from poisson_nmf.data import ZeroRowsColumnsWarning
+from tests.conftest import named_rng
 
 
 def test_numpy_input_gets_dims_and_default_coords():
@@ -224,3 +225,39 @@ def test_masked_entries_are_not_called_zeros():
     with pytest.warns(ZeroRowsColumnsWarning, match="masked entries are not counted as zeros"):
         c = pnmf.as_counts(np.array([[1.0, np.nan], [2.0, np.nan]]), missing="mask")
     assert c.n_observed == 2
+
+
+def test_new_mask_adds_to_the_missing_entries_of_counts():
+    # a mask given with Counts that already have missing entries combines with them: the
+    # NaN cells stay missing (once they were silently fitted as observed zeros)
+    rng = named_rng("test_new_mask_adds_to_the_missing_entries_of_counts")
+    V = rng.poisson(5.0, (20, 15)).astype(float)
+    nan = rng.random(V.shape) < 0.2
+    V[nan] = np.nan
+    c = pnmf.as_counts(V, missing="mask")
+    extra = np.zeros(V.shape, dtype=bool)
+    extra[~nan] = rng.random((~nan).sum()) < 0.1
+    both = pnmf.as_counts(c, mask=extra)
+    assert both.n_observed == V.size - (nan | extra).sum()
+    np.testing.assert_array_equal(both.observed(), ~(nan | extra))
+    assert both.row.tolist() == c.row.tolist()
+
+
+def test_dataarray_read_by_dim_name():
+    da = xr.DataArray(
+        [[1, 2], [3, 4]], dims=("column", "row"), coords={"row": ["x", "y"], "column": ["a", "b"]}
+    )
+    c = pnmf.as_counts(da)
+    assert c.row.tolist() == ["x", "y"] and c.column.tolist() == ["a", "b"]
+    np.testing.assert_array_equal(c.dense(), [[1, 3], [2, 4]])
+
+
+@pytest.mark.filterwarnings("ignore::poisson_nmf.exceptions.ZeroRowsColumnsWarning")
+def test_frames_with_mixed_sparse_columns():
+    want = [[0, 0], [1, 2], [0, 0]]
+    mixed_subtypes = pd.DataFrame(
+        {"a": pd.arrays.SparseArray([0.0, 1.0, 0.0]), "b": pd.arrays.SparseArray([0, 2, 0])}
+    )
+    sparse_and_dense = pd.DataFrame({"a": pd.arrays.SparseArray([0, 1, 0]), "b": [0, 2, 0]})
+    for df in (mixed_subtypes, sparse_and_dense):
+        np.testing.assert_array_equal(pnmf.as_counts(df).dense(), want)

@@ -258,3 +258,8 @@ def test_weighted_checks_estimate_the_full_ones(monkeypatch):
     # agrees with the full one within its se (the zero stratum is a sample)
     assert abs(d.loo["elpd"] - full.loo["elpd"]) < d.loo["se"]
     assert abs(d.ppc["coverage"] - full.ppc["coverage"]) < 0.05
+
+
+def test_diagnose_refuses_what_is_not_a_tree():
+    with pytest.raises(TypeError, match="idata must be an xarray.DataTree"):
+        pnmf.diagnose(np.ones(3))

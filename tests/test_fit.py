@@ -171,3 +171,12 @@ def test_benchmark_script_runs_quick(capsys):
     out = capsys.readouterr().out
     assert out.rstrip().splitlines()[-1].startswith("ratio find_MAP / fit_map")
     assert rows[0].map_kkt < 1e-3 and np.isfinite(rows[0].pymc_obj)
+
+
+def test_compare_on_a_table_fitted_exactly():
+    # objective ~0: the gap is measured against a floor, not divided by zero
+    V = np.outer([1, 2, 3], [2, 4, 6, 8])
+    cmp = pnmf.compare_map_kl(V, 1, random_seed=0)
+    assert cmp.same_optimum
+    assert cmp.objective_gap < 1e-6
+    assert pnmf.compare_map_kl(np.array([[3], [7]]), 1, random_seed=0).same_optimum

@@ -225,3 +225,11 @@ def test_unknown_gz_extension(tmp_path):
     (tmp_path / "V.npz.gz").write_bytes(b"x")
     with pytest.raises(ValueError, match=r"unknown extension '.npz.gz'"):
         read_counts(tmp_path / "V.npz.gz")
+
+
+def test_load_fit_of_a_report_folder_reads_its_fit(tmp_path):
+    folder = digits_report()
+    back = pnmf.load_fit(folder)
+    assert back.attrs["format"] == FIT_FORMAT
+    with pytest.raises(FileNotFoundError, match="is a folder without a fit.nc"):
+        pnmf.load_fit(tmp_path)

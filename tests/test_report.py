@@ -2,6 +2,7 @@ import json
 import re
 
 import pytest
+import xarray as xr
 
 import poisson_nmf as pnmf
 from poisson_nmf.report import FIGURES
@@ -109,3 +110,14 @@ def test_comparison_page_and_heatmaps(tmp_path):
     small = _comparison(pnmf.load_digits()[:10, :20], 2)
     with pytest.raises(ValueError, match="comparison is of a 10 x 20 matrix with K = 2"):
         pnmf.write_report(fit, tmp_path / "x", comparison=small)
+
+
+def test_bad_arguments_write_nothing(tmp_path):
+    idata = digits_fit()
+    with pytest.raises(ValueError, match=r"image_shape \(3, 3\) holds 9 pixels, but V has 60"):
+        pnmf.write_report(idata, tmp_path / "a", image_shape=(3, 3))
+    with pytest.raises(TypeError, match="diagnosis must be a Diagnosis"):
+        pnmf.write_report(idata, tmp_path / "b", diagnosis="ok")
+    with pytest.raises(TypeError, match="idata must be an xarray.DataTree"):
+        pnmf.write_report(xr.DataTree(), tmp_path / "c")
+    assert not list(tmp_path.iterdir())

@@ -266,6 +266,23 @@ def _sample_and_report(
 
     bar.step("posterior")
     if getattr(args, "method", "nuts") == "vi":
+        from .stopping import MAX_DRAWS
+
+        nuts_only = [
+            opt
+            for opt, is_set in (
+                ("--resume", getattr(args, "resume", None) is not None),
+                ("--max-draws", args.max_draws != MAX_DRAWS),
+                ("--tune", args.tune != 1000),
+                ("--chains", args.chains != 4),
+            )
+            if is_set
+        ]
+        if nuts_only:
+            raise ValueError(
+                f"{', '.join(nuts_only)}: only for --method nuts (a variational fit has no "
+                "chains to tune, continue or stop); leave them out with --method vi"
+            )
         bar.detail("mean-field variational approximation")
         # --draws unset leaves VI its own default (sample_vi); --tune and --chains
         # other than their defaults are refused there (NUTS only)
@@ -717,10 +734,7 @@ def _show_warning(message: Any, category: Any, *args: Any, **kwargs: Any) -> Non
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
-    from .data import ZeroRowsColumnsWarning
-    from .io import LabelColumnWarning
-    from .kl import ConvergenceWarning
-    from .memory import MemoryBudgetWarning
+    from . import exceptions
 
     os.environ.setdefault("MPLBACKEND", "Agg")
     try:
@@ -731,10 +745,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     with warnings.catch_warnings():
         # the package's own warnings, one line each; third-party noise stays out
         warnings.simplefilter("ignore")
-        shown = (ZeroRowsColumnsWarning, ConvergenceWarning, LabelColumnWarning,
-                 MemoryBudgetWarning)  # fmt: skip
-        for cat in shown:
-            warnings.filterwarnings("always", category=cat)
+        for name in exceptions.__all__:
+            cat = getattr(exceptions, name)
+            if issubclass(cat, Warning):
+                warnings.filterwarnings("always", category=cat)
+        # plain UserWarnings the package raises (select_rank's parameter count, ...)
+        warnings.filterwarnings("always", category=UserWarning, module=r"poisson_nmf(\.|$)")
         warnings.filterwarnings("always", message=".*chains sit in")
         warnings.showwarning = _show_warning
         try:

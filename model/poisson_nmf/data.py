@@ -387,7 +387,26 @@ def as_counts(
     if isinstance(V, Counts):
         if mask is None:
             return V
-        V = V.values
+        if V.has_mask:
+            # a new mask adds to the entries already missing, never replaces them
+            r_new, c_new = _as_missing(mask, V.shape)
+            flat = np.unique(
+                np.concatenate(
+                    [
+                        np.ravel_multi_index((V.missing_rows, V.missing_cols), V.shape),
+                        np.ravel_multi_index((r_new, c_new), V.shape),
+                    ]
+                )
+            )
+            r, c = np.unravel_index(flat, V.shape)
+            mask = sp.coo_array((np.ones(flat.size, dtype=bool), (r, c)), shape=V.shape)
+        V = (
+            V.values
+            if V.is_sparse
+            else xr.DataArray(V.dense(), dims=DIMS, coords={"row": V.row, "column": V.column})
+        )
+    if isinstance(V, xr.DataArray) and set(V.dims) == {"row", "column"}:
+        V = V.transpose("row", "column")  # by name: ("column", "row") is not read by position
     where = _coords_of(V)
     _check_unique(where.row, "row", name)
     _check_unique(where.column, "column", name)
@@ -397,12 +416,19 @@ def as_counts(
     if isinstance(V, pd.DataFrame):
         shape = (int(V.shape[0]), int(V.shape[1]))
         _check_not_empty(shape, name)
+        sparse_cols = [isinstance(d, pd.SparseDtype) for d in V.dtypes]
         if V.shape[1] and all(
             isinstance(d, pd.SparseDtype) and d.fill_value == 0 for d in V.dtypes
         ):
+            if len({d.subtype for d in V.dtypes}) > 1:  # to_coo needs one subtype
+                V = V.astype(pd.SparseDtype("float64", 0))
             acc: Any = V.sparse  # pandas-stubs types the accessor as an ellipsis
             coo = sp.coo_array(acc.to_coo())
         else:
+            if any(sparse_cols):  # sparse beside dense columns, or a non-zero fill
+                V = V.apply(
+                    lambda s: s.sparse.to_dense() if isinstance(s.dtype, pd.SparseDtype) else s
+                )
             arr = _frame_values(V, name, where)
     elif sp.issparse(V):
         if V.ndim != 2:

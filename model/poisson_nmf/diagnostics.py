@@ -711,6 +711,11 @@ def diagnose(
     -------
     Diagnosis
     """
+    if not isinstance(idata, xr.DataTree):
+        raise TypeError(
+            f"idata must be an xarray.DataTree from sample_posterior, fit_loadings or "
+            f"load_fit, got {type(idata).__name__}"
+        )
     post_vars: Any = idata["posterior"] if "posterior" in idata.children else {}
     if "W" not in post_vars and "H" in post_vars:
         # loadings of new samples given W (fit_loadings): their own, fewer checks

@@ -417,6 +417,12 @@ def load_fit(path: str | Path) -> xr.DataTree:
     from . import __version__
 
     p = Path(path)
+    if p.is_dir() and (p / "fit.nc").is_file():
+        p = p / "fit.nc"  # a report folder: its saved fit
+    if p.is_dir():
+        raise FileNotFoundError(
+            f"FIT {str(p)!r} is a folder without a fit.nc; give the fit file (fit.nc)"
+        )
     if not p.is_file():
         raise FileNotFoundError(f"FIT file {str(p)!r} does not exist")
     try:

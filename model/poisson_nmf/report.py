@@ -856,9 +856,23 @@ def _image_shape(idata: xr.DataTree, image_shape: Any) -> list[int] | None:
         if raw is None:
             return None
         image_shape = json.loads(raw) if isinstance(raw, str) else raw
-    shape = [int(i) for i in np.atleast_1d(image_shape)]
+    try:
+        shape = [int(i) for i in np.atleast_1d(image_shape)]
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"image_shape must be a sequence of positive integers such as (8, 8), got "
+            f"{image_shape!r}"
+        ) from None
     if not shape or any(i < 1 for i in shape):
         raise ValueError(f"image_shape must be positive integers, got {image_shape!r}")
+    post: Any = idata["posterior"] if "posterior" in idata.children else {}
+    sizes = [post[v].sizes[d] for v, d in (("W", "row"), ("H", "column")) if v in post]
+    if sizes and int(np.prod(shape)) not in sizes:
+        raise ValueError(
+            f"image_shape {tuple(shape)} holds {int(np.prod(shape))} pixels, but V has "
+            f"{' rows and '.join(str(n) for n in sizes)} columns: give the shape of one "
+            "image, whose pixels are the rows (or the columns) of V"
+        )
     return shape
 
 
@@ -902,11 +916,26 @@ def write_report(
         The report folder; its ``index.html`` is the page to open.
     """
     _use_agg()
+    if not isinstance(idata, xr.DataTree) or "posterior" not in idata.children:
+        raise TypeError(
+            "idata must be an xarray.DataTree with a posterior group (from "
+            f"sample_posterior or load_fit), got {type(idata).__name__}"
+        )
+    if "W" not in idata["posterior"] or "H" not in idata["posterior"]:
+        raise ValueError(
+            "write_report needs a posterior of W and H (sample_posterior); a tree of "
+            "loadings alone (fit_loadings) is summarised by pnmf.diagnose and "
+            "pnmf.posterior_summary"
+        )
+    if diagnosis is not None and not hasattr(diagnosis, "entries"):
+        raise TypeError(
+            f"diagnosis must be a Diagnosis from pnmf.diagnose, got {type(diagnosis).__name__}"
+        )
+    shape = _image_shape(idata, image_shape)  # checked before anything is written
     out = Path(out_dir)
     fig_dir = out / "figures"
     fig_dir.mkdir(parents=True, exist_ok=True)
     step = progress or (lambda label: None)
-    shape = _image_shape(idata, image_shape)
     cmp: xr.Dataset | None = None
     if comparison is not None:
         cmp = (
