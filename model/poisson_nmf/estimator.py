@@ -213,10 +213,18 @@ class PoissonNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimato
             return _counts(X.T, "X (transposed: features x samples)", integer=counts_needed)
         except ValueError as err:
             if counts_needed and "non-integer" in str(err):
-                raise ValueError(
-                    f"method={self.method!r} needs counts (whole numbers) in X: {err}. "
-                    "Use method='map' for other non-negative data"
-                ) from None
+                why = (
+                    "transform(X, return_std=True) needs counts (whole numbers) in X (its sd "
+                    "is a Poisson posterior's)"
+                    if self.method == "map"
+                    else f"method={self.method!r} needs counts (whole numbers) in X"
+                )
+                fix = (
+                    "leave return_std out for other non-negative data"
+                    if self.method == "map"
+                    else "use method='map' for other non-negative data"
+                )
+                raise ValueError(f"{why}: {err}; {fix}") from None
             raise
 
     def fit(self, X: Any, y: Any = None) -> PoissonNMF:
