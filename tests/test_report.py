@@ -94,11 +94,10 @@ def _comparison(V, K):
 
 def test_comparison_page_and_heatmaps(tmp_path):
     cmp = _comparison(pnmf.load_digits()[:60], 3)
-    # an image shape that fits neither side (64 columns, 60 rows): heatmaps
+    # no image shape: heatmaps (one that fits neither side is refused, see below)
     out = pnmf.write_report(
-        digits_fit(), tmp_path / "cmp", diagnosis=digits_diagnosis(), comparison=cmp,
-        image_shape=(3, 5),
-    )  # fmt: skip
+        digits_fit(), tmp_path / "cmp", diagnosis=digits_diagnosis(), comparison=cmp
+    )
     assert (out / "figures" / "map_vs_kl.png").is_file()
     md = (out / "report.md").read_text()
     assert "## MAP versus KL-NMF" in md

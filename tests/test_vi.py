@@ -200,7 +200,7 @@ def test_cli_fit_method_vi(tmp_path, capsys):
     assert not (out / "figures" / "convergence.png").exists()
     assert "variational fit" in (out / "report.md").read_text()
     assert main([*args, "--tune", "10"]) == 2
-    assert "tune: only for NUTS" in capsys.readouterr().err
+    assert "--tune: only for --method nuts" in capsys.readouterr().err
 
 
 def _bench(name: str):

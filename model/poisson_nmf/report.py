@@ -18,7 +18,8 @@ saving.
 Factors as images: when the rows or columns of V are pixels of images (``image_shape``,
 e.g. ``(8, 8)`` for :func:`poisson_nmf.load_digits`, whose DataArray carries it in
 ``attrs``), each component is drawn as an image (rows of H when the columns are pixels,
-columns of W when the rows are); otherwise as heatmaps. The image shape is stored in
+columns of W when the rows are); without an image shape as heatmaps (one that fits
+neither side is refused before anything is written). The image shape is stored in
 the fit's ``attrs`` so a re-rendered report draws the same figures.
 """
 
