@@ -205,3 +205,12 @@ def test_vi_refuses_nuts_only_options(tmp_path, digits_csv, capsys):
         err = capsys.readouterr().err
         assert f"poisson-nmf: error: {extra[0]}: only for --method nuts" in err
     assert not (tmp_path / "out").exists()
+
+
+def test_os_errors_are_one_plain_line(tmp_path, digits_csv, capsys):
+    (tmp_path / "taken").write_text("a file, not a folder")
+    args = ["rank", str(digits_csv), "-k", "1:2", "--folds", "2"]
+    assert main([*args, "--out", str(tmp_path / "taken" / "sub")]) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith("poisson-nmf: error: File exists: ")
+    assert "Errno" not in last and "PosixPath" not in last

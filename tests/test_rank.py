@@ -148,6 +148,9 @@ def test_bad_arguments(small):
         select_rank(small, [1, 2], method="aic")
     with pytest.raises(ValueError, match="rule must be"):
         select_rank(small, [1, 2], rule="elbow")
+    n_obs = pnmf.as_counts(small).n_observed
+    with pytest.raises(ValueError, match=f"folds = {n_obs} is too many for {n_obs} scored"):
+        select_rank(small, [1, 2], folds=n_obs)
     with pytest.raises(ValueError, match="folds must be an integer >= 2"):
         select_rank(small, [1, 2], folds=1)
     with pytest.raises(ValueError, match="shapes >= 1"):

@@ -756,7 +756,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             return int(func(args))
         except (ValueError, TypeError, OSError) as e:
-            text = " ".join(str(e).split())
+            raw = str(e)
+            if isinstance(e, OSError) and e.strerror and e.filename is not None:
+                raw = f"{e.strerror}: {e.filename}"  # not "[Errno 20] ... PosixPath(...)"
+            text = " ".join(raw.split())
             print(f"poisson-nmf: error: {text}", file=sys.stderr)
             return 2
 

@@ -578,6 +578,11 @@ def select_rank(
     counts = as_counts(V, mask=mask)
     F, N = counts.shape
     n_obs = counts.n_observed
+    if method == "cv" and folds > min(n_obs, max_entries) // 2:
+        raise ValueError(
+            f"folds = {folds} is too many for {min(n_obs, max_entries)} scored entries: "
+            "each fold must hold out at least two of them; use fewer folds"
+        )
     n_params = [(F + N) * k for k in ks]
     big = [k for k, p in zip(ks, n_params, strict=True) if p >= n_obs]
     if big:
