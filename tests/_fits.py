@@ -115,3 +115,22 @@ def two_mode_tree() -> xr.DataTree:
         coords={"chain": [0, 1], "draw": np.arange(D)},
     )
     return xr.DataTree.from_dict({"posterior": post, "sample_stats": ss})
+
+
+def pinned_h_case(name: str) -> tuple[np.ndarray, np.ndarray, float, float, pnmf.GammaPriors]:
+    """K = 1, 6 x 8 counts, H pinned at h by Gamma(c h, c), c = 1e8: W's posterior is Gamma.
+
+    Returns V, h (sums to one), the prior shape and rate of W, and the priors; the
+    stream is seeded from ``name``. W given h is Gamma(a_w + row sums, b_w + sum h).
+    """
+    from tests.conftest import named_rng
+
+    rng = named_rng(name)
+    F, N, c = 6, 8, 1e8
+    a_w, b_w = 2.0, 0.1
+    h = rng.gamma(2.0, 1.0, N)
+    h /= h.sum()
+    w = rng.gamma(a_w, 1.0 / b_w, F)
+    V = rng.poisson(np.outer(w, h))
+    priors = pnmf.GammaPriors(w_shape=a_w, w_rate=b_w, h_shape=c * h[None, :], h_rate=c)
+    return V, h, a_w, b_w, priors

@@ -21,6 +21,7 @@ from poisson_nmf.calibration import (
     run_sbc,
     simulate,
 )
+from tests._fits import pinned_h_case
 from tests.conftest import named_rng
 
 # The SBC problem: tiny, so that one simulation is a fraction of a second of sampling.
@@ -208,14 +209,8 @@ def test_conjugate_posterior_of_w_with_h_fixed():
     """
     from arviz_stats.base import array_stats
 
-    rng = named_rng("test_conjugate_posterior_of_w_with_h_fixed")
-    F, N, c = 6, 8, 1e8
-    a_w, b_w = 2.0, 0.1
-    h = rng.gamma(2.0, 1.0, N)
-    h /= h.sum()
-    w = rng.gamma(a_w, 1.0 / b_w, F)
-    V = rng.poisson(np.outer(w, h))
-    priors = pnmf.GammaPriors(w_shape=a_w, w_rate=b_w, h_shape=c * h[None, :], h_rate=c)
+    V, h, a_w, b_w, priors = pinned_h_case("test_conjugate_posterior_of_w_with_h_fixed")
+    F = V.shape[0]
     tree = pnmf.sample_posterior(V, 1, priors=priors, draws=1000, tune=500, chains=2,
                                  normalize="H", random_seed=1, pointwise_draws=0)  # fmt: skip
     scale = tree["sample_stats"]["scale"].values[..., 0]  # (chain, draw)

@@ -10,6 +10,7 @@ from scipy.special import digamma, gammaln
 
 import poisson_nmf as pnmf
 from poisson_nmf.vi import VIFit, _cavi, _init, _Problem, sample_vi
+from tests._fits import pinned_h_case
 from tests.conftest import named_rng
 
 PRIORS = pnmf.GammaPriors(w_shape=1.0, w_rate=1.0, h_shape=1.0, h_rate=0.5)
@@ -85,14 +86,7 @@ def test_conjugate_q_of_w_with_h_pinned():
     within ~1e-6 relative of h_n (the data add ~10 counts to a shape of ~1e7), so the
     rate matches to ~1e-6 and the shape exactly.
     """
-    rng = named_rng("test_conjugate_q_of_w_with_h_pinned")
-    F, N, c = 6, 8, 1e8
-    a_w, b_w = 2.0, 0.1
-    h = rng.gamma(2.0, 1.0, N)
-    h /= h.sum()
-    w = rng.gamma(a_w, 1.0 / b_w, F)
-    V = rng.poisson(np.outer(w, h))
-    priors = pnmf.GammaPriors(w_shape=a_w, w_rate=b_w, h_shape=c * h[None, :], h_rate=c)
+    V, h, a_w, b_w, priors = pinned_h_case("test_conjugate_q_of_w_with_h_pinned")
     tree = sample_vi(V, 1, priors=priors, random_seed=1, **FAST)
     q = tree["variational"]
     np.testing.assert_allclose(q["H_shape"] / q["H_rate"], h[None, :], rtol=1e-5)
