@@ -1,0 +1,92 @@
+"""The observed_data layouts: a round trip through netCDF gives back the same counts."""
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import xarray as xr
+
+import poisson_nmf as pnmf
+from poisson_nmf.observed import (
+    observed_counts,
+    observed_group,
+    observed_layout,
+    observed_values_at,
+)
+from tests.conftest import named_rng
+
+
+def _tree(counts: pnmf.Counts, layout: str = "auto") -> xr.DataTree:
+    post = xr.Dataset(
+        {"W": (("row", "component"), np.ones((counts.shape[0], 1)))},
+        coords={"row": counts.row, "column": counts.column},
+    )
+    return xr.DataTree.from_dict(
+        {"posterior": post, "observed_data": observed_group(counts, layout)}
+    )
+
+
+def _same(a: pnmf.Counts, b: pnmf.Counts) -> None:
+    np.testing.assert_array_equal(a.dense(), b.dense())
+    np.testing.assert_array_equal(a.observed(), b.observed())
+    assert list(a.row) == list(b.row) and list(a.column) == list(b.column)
+    assert a.total == b.total and a.n_observed == b.n_observed
+
+
+@pytest.fixture
+def table() -> np.ndarray:
+    X = named_rng("observed").poisson(0.4, size=(7, 9)).astype(float)
+    X[0, 0] = 3.0  # at least one non-zero in the first row and column
+    return X
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+@pytest.mark.parametrize("masked", [False, True])
+def test_round_trip_through_netcdf(table, tmp_path, sparse, masked):
+    X = table.copy()
+    mask = None
+    if masked:
+        mask = np.zeros(X.shape, bool)
+        mask[1, 2] = mask[4, 0] = True
+    V = sp.csr_array(X) if sparse else X
+    counts = pnmf.as_counts(V, mask=mask)
+    tree = _tree(counts)
+    assert observed_layout(tree["observed_data"]) == ("entries" if sparse else "grid")
+    tree.to_netcdf(tmp_path / "t.nc", engine="h5netcdf")
+    back = xr.open_datatree(tmp_path / "t.nc", engine="h5netcdf").load()
+    got = observed_counts(back)
+    _same(got, counts)
+    assert got.is_sparse == sparse
+
+
+def test_entries_layout_stores_only_the_non_zeros(table):
+    counts = pnmf.as_counts(sp.csr_array(table))
+    obs = observed_group(counts)
+    assert obs["V"].dims == ("entry",)
+    assert obs.sizes["entry"] == int((table != 0).sum())
+    assert (obs["V"].values > 0).all()
+    assert obs.attrs["shape"] == [7, 9] and obs["V"].dtype == np.int32
+
+
+def test_values_at_reads_zeros_as_zeros_and_masked_as_nan(table):
+    mask = np.zeros(table.shape, bool)
+    mask[2, 3] = True
+    zero = np.argwhere((table == 0) & ~mask)[0]
+    nonzero = np.argwhere(table > 0)[0]
+    for V in (table, sp.csr_array(table)):
+        tree = _tree(pnmf.as_counts(V, mask=mask))
+        got = observed_values_at(tree, [zero[0], nonzero[0], 2], [zero[1], nonzero[1], 3])
+        np.testing.assert_array_equal(got[:2], [0.0, table[tuple(nonzero)]])
+        assert np.isnan(got[2])  # masked: never described as a zero
+
+
+def test_counts_past_int32_are_kept_exactly():
+    big = 2**40 + 1  # past int32, exact in float64 (< 2**53)
+    counts = pnmf.as_counts(sp.csr_array(np.array([[big, 0], [1, 2]], dtype=np.int64)))
+    obs = observed_group(counts)
+    assert obs["V"].dtype == np.int64
+    assert int(obs["V"].values.max()) == big
+
+
+def test_bad_layout_is_refused(table):
+    with pytest.raises(ValueError, match="layout must be"):
+        observed_group(pnmf.as_counts(table), "coo")
