@@ -327,13 +327,7 @@ def run_until(
         for i, d in enumerate(points):
             while schedule(tune + d):
                 time.sleep(poll)
-            blocks = []
-            for c in range(C):
-                traces[c] = samplers[c].inspect()
-                x = traces[c]["posterior"]["x"].values[0]
-                if x.shape[0] < d:
-                    raise RuntimeError(f"chain {c}: {x.shape[0]} draws at checkpoint {d}")
-                blocks.append(np.array(x[prev:d]))
+            blocks = _read_blocks(samplers, traces, prev, d)
             if monitor.last_check_s > OVERLAP_AFTER_S and i + 1 < len(points):
                 schedule(tune + points[i + 1])  # the chains go on while the rule is checked
             stop = monitor(blocks, d)
@@ -341,19 +335,41 @@ def run_until(
             prev = d
             if stop:
                 break
-        out = []
-        for c in range(C):
-            x = np.array(traces[c]["posterior"]["x"].values[0][:kept])
-            st = traces[c]["sample_stats"].to_dataset().isel(chain=0, drop=True)
-            st = st.isel(draw=slice(0, kept)).load()
-            if progress is not None:
-                progress.update(c, done + tune + kept, int(st["diverging"].values.sum()))
-            out.append((x, st))
-        return out
+        return _kept_prefix(traces, kept, progress, done + tune)
     finally:
         for s in samplers:
             if not _is_finished(s):
                 s.cancel()
+
+
+def _read_blocks(samplers: list[Any], traces: list[Any], prev: int, d: int) -> list[np.ndarray]:
+    """Read each chain's trace (into ``traces``); return its draws prev:d of x."""
+    blocks = []
+    for c, sampler in enumerate(samplers):
+        traces[c] = sampler.inspect()
+        x = traces[c]["posterior"]["x"].values[0]
+        if x.shape[0] < d:
+            raise RuntimeError(f"chain {c}: {x.shape[0]} draws at checkpoint {d}")
+        blocks.append(np.array(x[prev:d]))
+    return blocks
+
+
+def _kept_prefix(
+    traces: list[Any], kept: int, progress: Any, before: int
+) -> list[tuple[np.ndarray, xr.Dataset]]:
+    """Return the first ``kept`` draws of x and sample stats of each chain's trace.
+
+    ``progress`` hears of each chain's iterations (``before`` them: the warm-up).
+    """
+    out = []
+    for c, tr in enumerate(traces):
+        x = np.array(tr["posterior"]["x"].values[0][:kept])
+        st = tr["sample_stats"].to_dataset().isel(chain=0, drop=True)
+        st = st.isel(draw=slice(0, kept)).load()
+        if progress is not None:
+            progress.update(c, before + kept, int(st["diverging"].values.sum()))
+        out.append((x, st))
+    return out
 
 
 def _is_finished(sampler: Any) -> bool:
