@@ -25,33 +25,42 @@ from threadpoolctl import threadpool_limits
 
 from ..data import Counts
 
-__all__ = ["add_pointwise_groups", "pointwise", "pointwise_entries"]
+__all__ = [
+    "ZERO_SUBSAMPLE_ABOVE",
+    "ZERO_SUBSAMPLE_MIN",
+    "ZERO_SUBSAMPLE_SEED",
+    "add_pointwise_groups",
+    "pointwise",
+    "pointwise_entries",
+]
 
-# sparse input with more observed entries than this keeps its pointwise groups on an
-# `entry` dim: every non-zero, and a fixed random subsample of the zeros with a weight
-_ZERO_SUBSAMPLE_ABOVE = 200_000
-_ZERO_SUBSAMPLE_MIN = 50_000
-_ZERO_SUBSAMPLE_SEED = 1618
+#: sparse input with more observed entries than this keeps its pointwise groups on an
+#: `entry` dim: every non-zero, and a fixed random subsample of the zeros with a weight
+ZERO_SUBSAMPLE_ABOVE = 200_000
+#: the fewest zeros in that subsample
+ZERO_SUBSAMPLE_MIN = 50_000
+#: its fixed seed (the same entries in every run)
+ZERO_SUBSAMPLE_SEED = 1618
 
 
 def pointwise_entries(counts: Counts) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """Entries of the pointwise groups of large sparse input, with their weights.
 
     Returns None (every observed entry, the dense layout) unless V is sparse with more
-    than ``_ZERO_SUBSAMPLE_ABOVE`` observed entries. Then: every observed non-zero
+    than ``ZERO_SUBSAMPLE_ABOVE`` observed entries. Then: every observed non-zero
     (weight 1) and m = max(nnz, 50 000) observed zeros drawn uniformly without
     replacement with a fixed seed (weight n_zero / m), so that a weighted sum over the
     entries is an unbiased estimate of the sum over all observed entries (stratified
     sampling: the non-zeros exactly, the zeros by their sample). Never an F x N array.
     """
-    if not counts.is_sparse or counts.n_observed <= _ZERO_SUBSAMPLE_ABOVE:
+    if not counts.is_sparse or counts.n_observed <= ZERO_SUBSAMPLE_ABOVE:
         return None
     F, N = counts.shape
     nz = np.ravel_multi_index((counts.nz_rows, counts.nz_cols), (F, N))
     taken = np.union1d(nz, np.ravel_multi_index((counts.missing_rows, counts.missing_cols), (F, N)))
     n_zero = F * N - taken.size
-    m = min(n_zero, max(nz.size, _ZERO_SUBSAMPLE_MIN))
-    rng = np.random.default_rng(_ZERO_SUBSAMPLE_SEED)
+    m = min(n_zero, max(nz.size, ZERO_SUBSAMPLE_MIN))
+    rng = np.random.default_rng(ZERO_SUBSAMPLE_SEED)
     zeros = np.zeros(0, dtype=np.int64)
     while zeros.size < m:
         cand = np.unique(rng.integers(0, F * N, size=2 * (m - zeros.size) + 16))
