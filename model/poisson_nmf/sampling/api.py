@@ -236,8 +236,8 @@ def sample_posterior(
         bar.phase("MAP starting point")
         st = chain_starts(run.init, counts, K, run.priors, seeds.map, run.chains, run.map_kwargs)
         starts = jittered(st, counts, dens, run.jitter, seeds.jitter)
-        bar.phase("sampling")
         t_sample = time.perf_counter()
+        bar.phase("sampling")
         runs, sampler_info, monitor = sample_chains(run, dens, starts, seeds.chains, st, bar,
                                                     quiet=progress is False)  # fmt: skip
         sampling_time = time.perf_counter() - t_sample
