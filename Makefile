@@ -41,9 +41,10 @@ lock: $(STAMP)
 		--python-version 3.12 --no-header -o $(LOCK)
 
 # the sampler's compiled code, put in Numba's cache once after installing, so that the
-# first test or demo run does not compile it (see poisson_nmf.sample.precompile)
+# first test or demo run does not compile it (see poisson_nmf.sampling.cache.precompile);
+# it depends on every file of the package, sampling/ included (their hash keys the cache)
 $(KERNELS): $(STAMP) $(shell find model/poisson_nmf -name '*.py')
-	$(BIN)/python -c "from poisson_nmf.sample import precompile; precompile()"
+	$(BIN)/python -c "from poisson_nmf.sampling.cache import precompile; precompile()"
 	@touch $(KERNELS)
 
 demo: $(KERNELS)

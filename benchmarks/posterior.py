@@ -68,7 +68,9 @@ def run_one(case, method, draws, tune, chains, seed):
     from poisson_nmf import GammaPriors
     from poisson_nmf.kl import kl_nmf
     from poisson_nmf.model import build_model
-    from poisson_nmf.sample import _Density, _fill_zeros, sample_posterior
+    from poisson_nmf.sampling.api import sample_posterior
+    from poisson_nmf.sampling.density import LogDensity
+    from poisson_nmf.sampling.starts import fill_zeros
 
     warnings.simplefilter("ignore")
     V, K = _data(case)
@@ -94,8 +96,8 @@ def run_one(case, method, draws, tune, chains, seed):
             from poisson_nmf.data import as_counts
 
             counts = as_counts(V)
-            dens = _Density.build(counts, K, GammaPriors())
-            x0 = dens.pack(*_fill_zeros(counts, W_ref, H_ref, dens))
+            dens = LogDensity.build(counts, K, GammaPriors())
+            x0 = dens.pack(*fill_zeros(counts, W_ref, H_ref, dens))
             compiled = nutpie.compile_pymc_model(build_model(V, K, likelihood="dense"))
             # every chain starts exactly at the MAP (nutpie's init_mean is not used by
             # compiled PyMC models: their initial_point_func is)

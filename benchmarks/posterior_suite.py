@@ -163,14 +163,15 @@ def run_peer(V, p, priors, seed, settings, ref):
     from poisson_nmf.align import align_factors
     from poisson_nmf.data import as_counts
     from poisson_nmf.model import build_model
-    from poisson_nmf.sample import _Density, _fill_zeros, _map_start
+    from poisson_nmf.sampling.density import LogDensity
+    from poisson_nmf.sampling.starts import fill_zeros, map_start
 
     t0 = time.perf_counter()
     counts = as_counts(V)
     # the MAP sample_posterior starts at (KL-NMF without priors where a shape is < 1)
-    W0, H0, _ = _map_start(counts, p.K, priors, np.random.default_rng(seed), {}, 4)
-    dens = _Density.build(counts, p.K, priors)
-    x0 = dens.pack(*_fill_zeros(counts, W0, H0, dens))
+    W0, H0, _ = map_start(counts, p.K, priors, np.random.default_rng(seed), {}, 4)
+    dens = LogDensity.build(counts, p.K, priors)
+    x0 = dens.pack(*fill_zeros(counts, W0, H0, dens))
     compiled = nutpie.compile_pymc_model(build_model(V, p.K, priors=priors, likelihood="dense"))
     parts = {"W_log__": x0[: W0.size], "H_log__": x0[W0.size :]}
     start = np.concatenate([parts[n] for n in compiled.shape_info[0] if n in parts])

@@ -13,7 +13,7 @@ import numpy as np
 import xarray as xr
 
 import poisson_nmf as pnmf
-from poisson_nmf.sample import MultipleModesWarning
+from poisson_nmf.exceptions import MultipleModesWarning
 
 # Gamma priors that pin the scale of W: with K = 1 the posterior is then one smooth mode
 WELL_POSED = pnmf.GammaPriors(w_shape=10.0, w_rate=10.0, h_shape=2.0, h_rate=0.1)

@@ -220,14 +220,14 @@ def _sparse_case():
 def test_zero_subsample_of_large_sparse_input(monkeypatch):
     # the layout of large sparse fits, on a small one (thresholds lowered): every
     # non-zero with weight 1 and m = max(nnz, 50) zeros with weight n_zero / m
-    from poisson_nmf import sample as smp
+    from poisson_nmf.sampling import pointwise as smp
 
     V = _sparse_case()
     counts = pnmf.as_counts(V)
-    assert smp._pointwise_entries(counts) is None  # 1200 entries: the full layout
-    monkeypatch.setattr(smp, "_ZERO_SUBSAMPLE_ABOVE", 100)
-    monkeypatch.setattr(smp, "_ZERO_SUBSAMPLE_MIN", 50)
-    r, c, w = smp._pointwise_entries(counts)
+    assert smp.pointwise_entries(counts) is None  # 1200 entries: the full layout
+    monkeypatch.setattr(smp, "ZERO_SUBSAMPLE_ABOVE", 100)
+    monkeypatch.setattr(smp, "ZERO_SUBSAMPLE_MIN", 50)
+    r, c, w = smp.pointwise_entries(counts)
     nnz = counts.nz_values.size
     n_zero = 1200 - nnz
     m = max(nnz, 50)
@@ -235,19 +235,19 @@ def test_zero_subsample_of_large_sparse_input(monkeypatch):
     assert (w[:nnz] == 1).all() and np.allclose(w[nnz:], n_zero / m)
     assert (V.toarray()[r[nnz:], c[nnz:]] == 0).all()  # the subsample holds zeros only
     assert len(set(zip(r.tolist(), c.tolist(), strict=True))) == r.size  # no repeats
-    r2, c2, _ = smp._pointwise_entries(counts)
+    r2, c2, _ = smp.pointwise_entries(counts)
     assert (r2 == r).all() and (c2 == c).all()  # a fixed seed
 
 
 @pytest.mark.slow
 def test_weighted_checks_estimate_the_full_ones(monkeypatch):
-    from poisson_nmf import sample as smp
+    from poisson_nmf.sampling import pointwise as smp
 
     V = _sparse_case()
     kw = dict(draws=150, tune=150, chains=2, random_seed=3, pointwise_draws=100)
     full = pnmf.diagnose(pnmf.sample_posterior(V, 2, **kw))
-    monkeypatch.setattr(smp, "_ZERO_SUBSAMPLE_ABOVE", 100)
-    monkeypatch.setattr(smp, "_ZERO_SUBSAMPLE_MIN", 50)
+    monkeypatch.setattr(smp, "ZERO_SUBSAMPLE_ABOVE", 100)
+    monkeypatch.setattr(smp, "ZERO_SUBSAMPLE_MIN", 50)
     idata = pnmf.sample_posterior(V, 2, **kw)
     ll = idata["log_likelihood"]["V"]
     assert ll.dims == ("chain", "draw", "entry") and "weight" in ll.coords

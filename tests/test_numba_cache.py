@@ -6,8 +6,8 @@ from poisson_nmf import numba_cache
 def test_stale_cache_is_cleared(tmp_path, monkeypatch):
     monkeypatch.setattr(numba_cache, "_cache_dir", lambda: tmp_path)
     fresh = numba_cache.ensure_fresh.__wrapped__
-    (tmp_path / "sample._lik_dense-248.py312.1.nbc").write_bytes(b"old code")
-    (tmp_path / "sample._lik_dense-248.py312.nbi").write_bytes(b"old index")
+    (tmp_path / "kernels._lik_dense-248.py312.1.nbc").write_bytes(b"old code")
+    (tmp_path / "kernels._lik_dense-248.py312.nbi").write_bytes(b"old index")
     (tmp_path / numba_cache._STAMP).write_text("0" * 64)  # compiled from other source
     assert fresh() is False
     assert not list(tmp_path.glob("*.nb*"))
@@ -17,10 +17,13 @@ def test_stale_cache_is_cleared(tmp_path, monkeypatch):
     assert (tmp_path / "kl._cd_half-278.py312.1.nbc").exists()
 
 
-def test_hash_covers_every_numba_module():
-    names = {p.name for p in numba_cache._numba_modules()}
-    assert {"kl.py", "sample.py", "vecmath.py"} <= names
-    assert "report.py" not in names  # an edit elsewhere does not force a recompile
+def test_hash_covers_the_sampling_package_and_every_numba_module():
+    package = Path(numba_cache.__file__).parent
+    files = {p.relative_to(package).as_posix() for p in numba_cache.hashed_files()}
+    # every file of sampling/, compiled or not (an edit anywhere there recompiles)
+    assert {p.relative_to(package).as_posix() for p in (package / "sampling").glob("*.py")} <= files
+    assert {"sampling/kernels.py", "sampling/api.py", "kl.py", "vecmath.py"} <= files
+    assert "report.py" not in files  # an edit elsewhere does not force a recompile
     assert len(numba_cache.source_hash()) == 64
 
 

@@ -22,12 +22,19 @@ from typing import Literal
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-__all__ = ["AlignResult", "align_factors", "match_components", "normalize_factors"]
+__all__ = [
+    "AlignResult",
+    "align_factors",
+    "check_normalize",
+    "match_components",
+    "normalize_factors",
+]
 
 Normalize = Literal["W", "H"]
 
 
-def _check_normalize(normalize: str) -> None:
+def check_normalize(normalize: str) -> None:
+    """Raise ValueError unless ``normalize`` is "W" or "H"."""
     if normalize not in ("W", "H"):
         raise ValueError(
             f"normalize must be 'W' (columns of W sum to one) or 'H' (rows of H sum to "
@@ -57,7 +64,7 @@ def normalize_factors(
     scale : numpy.ndarray, shape (..., K)
         The sums that were divided out (a component that is all zero keeps scale 1).
     """
-    _check_normalize(normalize)
+    check_normalize(normalize)
     W = np.asarray(W, dtype=np.float64)
     H = np.asarray(H, dtype=np.float64)
     s = W.sum(axis=-2) if normalize == "W" else H.sum(axis=-1)

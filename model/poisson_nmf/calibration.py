@@ -230,7 +230,7 @@ def default_sampler(draws: int = 300, tune: int = 300, chains: int = 2, **kwargs
     callable
         ``sampler(V, n_components, *, priors, random_seed) -> DataTree``.
     """
-    from .sample import sample_posterior
+    from .sampling.api import sample_posterior
 
     kwargs.setdefault("pointwise_draws", 0)
     return functools.partial(sample_posterior, draws=draws, tune=tune, chains=chains, **kwargs)

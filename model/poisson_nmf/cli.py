@@ -262,11 +262,11 @@ def _sample_and_report(
     image_shape: Sequence[int] | None = None,
 ) -> tuple[Any, Path]:
     from .io import load_fit, save_fit
-    from .sample import sample_posterior
+    from .sampling.api import sample_posterior
 
     bar.step("posterior")
     if getattr(args, "method", "nuts") == "vi":
-        from .stopping import MAX_DRAWS
+        from .sampling.stopping import MAX_DRAWS
 
         nuts_only = [
             opt
@@ -555,7 +555,7 @@ def _report(args: argparse.Namespace) -> int:
 
 def _sampling_options(p: argparse.ArgumentParser, tune: int, chains: int,
                       pointwise: int) -> None:  # fmt: skip
-    from .stopping import MAX_DRAWS
+    from .sampling.stopping import MAX_DRAWS
 
     p.add_argument("--draws", type=_positive_int, default=None, metavar="N",
                    help="exactly N draws per chain (default: draw until every entry has "

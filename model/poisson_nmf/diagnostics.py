@@ -80,7 +80,7 @@ from scipy.stats import binom
 
 from .convergence import entry_table, summarize_convergence
 from .memory import CHUNK_BYTES
-from .stopping import budget_advice
+from .sampling.stopping import budget_advice
 
 __all__ = ["THRESHOLDS", "Check", "Diagnosis", "diagnose", "entry_label"]
 
@@ -388,7 +388,7 @@ def _weighted_loo(idata: xr.DataTree, elpd: Any) -> dict:
     """elpd_loo, its se and p_loo over all observed entries from weighted pointwise ones.
 
     Large sparse fits keep every non-zero (weight 1) and a random subsample of the zeros
-    (weight n_zero / m) (:func:`poisson_nmf.sample._pointwise_entries`). With S the
+    (weight n_zero / m) (:func:`poisson_nmf.sampling.pointwise.pointwise_entries`). With S the
     entries that have an elpd_i (all of them, or ArviZ's simple random subsample of s of
     the n entries), elpd = (n / s) sum_S w_i elpd_i (Horvitz-Thompson); its se combines
     the usual LOO se over the N_tot represented entries, sqrt(N_tot var_w(elpd_i)),
@@ -522,7 +522,7 @@ def _sampling_checks(
     """R-hat, ESS, MCSE, divergences, tree depth, E-BFMI and modes of MCMC draws."""
     import arviz_stats as azs
 
-    from .sample import detect_modes
+    from .sampling.modes import detect_modes
 
     C, D = idata["posterior"].sizes["chain"], idata["posterior"].sizes["draw"]
     checks: list[Check] = []

@@ -270,7 +270,7 @@ class PoissonNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimato
         return self
 
     def _fit_posterior(self, counts: Counts, K: int, seed: Any) -> np.ndarray:
-        from .sample import sample_posterior
+        from .sampling.api import sample_posterior
 
         kwargs: dict[str, Any] = {}
         if self.method == "vi":

@@ -2,12 +2,14 @@
 
 Numba keys a cached function on its own file's modification time and size, so it
 misses an edit to a function it calls in another file (the sampler's kernels call
-``vecmath``), and an editable install or a checkout that restores times can load code
-compiled from other source. :func:`ensure_fresh` closes that gap: it hashes every module
-of the package that uses Numba and, when the hash differs from the one stored beside
-the cache, removes the cached code before anything loads it. It runs when a module with
-cached Numba code is imported, where the sampler's callbacks load, and in
-:func:`poisson_nmf.sample.precompile`.
+``vecmath``, the callbacks the coordinate maps), and an editable install or a checkout
+that restores times can load code compiled from other source. :func:`ensure_fresh`
+closes that gap: it hashes every file of the ``sampling`` package (so that an edit
+anywhere in it, compiled or not, cannot load stale kernels) and every other module of
+the package that uses Numba (``vecmath``, ``kl``, ...), and when the hash differs from
+the one stored beside the cache, removes the cached code before anything loads it. It
+runs when a module with cached Numba code is imported, where the sampler's callbacks
+load, and in :func:`poisson_nmf.sampling.cache.precompile`.
 
 Two processes that find a stale cache at the same moment may both clear it; each then
 compiles again, which costs time, never correctness.
@@ -19,7 +21,7 @@ import functools
 import hashlib
 from pathlib import Path
 
-__all__ = ["ensure_fresh", "source_hash"]
+__all__ = ["ensure_fresh", "hashed_files", "source_hash"]
 
 _PACKAGE = Path(__file__).resolve().parent
 _STAMP = "poisson_nmf-numba-source.sha256"
@@ -47,10 +49,15 @@ def _numba_modules() -> list[Path]:
     )
 
 
+def hashed_files() -> list[Path]:
+    """Every file of the ``sampling`` package and every other module importing Numba."""
+    return sorted({*(_PACKAGE / "sampling").rglob("*.py"), *_numba_modules()})
+
+
 def source_hash() -> str:
-    """SHA-256 of every module of the package that imports Numba (paths and contents)."""
+    """SHA-256 of :func:`hashed_files` (paths and contents)."""
     h = hashlib.sha256()
-    for p in _numba_modules():
+    for p in hashed_files():
         h.update(str(p.relative_to(_PACKAGE)).encode())
         h.update(p.read_bytes())
     return h.hexdigest()

@@ -402,7 +402,7 @@ def _loo_piece(
     """Sample the posterior for one K; its PSIS-LOO (ELPDData) and pointwise elpd."""
     import arviz_stats as azs
 
-    from .sample import sample_posterior
+    from .sampling.api import sample_posterior
 
     K, seed = piece
     tree = sample_posterior(counts, K, priors=priors, pointwise_draws=None, progress=False,

@@ -419,7 +419,7 @@ def _content(
     image_axis: str | None,
 ) -> list[_Block]:
     from . import __version__
-    from .sample import ModeReport
+    from .sampling.modes import ModeReport
 
     st = _settings(idata)
     V = idata["observed_data"]["V"] if "observed_data" in idata.children else None

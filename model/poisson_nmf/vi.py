@@ -117,7 +117,8 @@ import numpy as np
 import xarray as xr
 from scipy.special import gammaln
 
-from .align import Normalize, _check_normalize, align_factors
+from .align import Normalize, align_factors
+from .align import check_normalize as _check_normalize
 from .data import Counts, as_counts, check_n_components
 from .kl import ConvergenceWarning
 from .priors import GammaPriors
@@ -297,7 +298,7 @@ class _Problem:
 
     @classmethod
     def build(cls, counts: Counts, K: int, priors: GammaPriors) -> _Problem:
-        from .sample import _csr
+        from .sampling.kernels import csr as _csr
 
         F, N = counts.shape
         indptr, cols, order = _csr(counts.nz_rows, counts.nz_cols, F)
@@ -454,7 +455,7 @@ def _psis(
     """PSIS of q against the exact posterior (Yao et al. 2018): k-hat and the weights' ESS."""
     from arviz_stats.base import array_stats
 
-    from .sample import _Density
+    from .sampling.density import LogDensity as _Density
 
     dens = _Density.build(counts, K, priors)
     log_w = np.empty(n)
@@ -611,7 +612,9 @@ def sample_vi(
     RuntimeError
         If the ELBO decreases beyond rounding (a bug).
     """
-    from .sample import _check_priors, _pointwise, _seed_repr
+    from .sampling.density import check_priors as _check_priors
+    from .sampling.plan import seed_repr as _seed_repr
+    from .sampling.pointwise import pointwise as _pointwise
 
     t_start = time.perf_counter()
     counts = as_counts(V, mask=mask)
@@ -832,7 +835,7 @@ def _from_sample_posterior(args: dict) -> xr.DataTree:
     """
     import inspect
 
-    from .sample import sample_posterior
+    from .sampling.api import sample_posterior
 
     method = args.pop("method")
     if method != "vi":

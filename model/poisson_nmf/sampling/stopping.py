@@ -5,10 +5,10 @@ warm-up, **paused at checkpoints** (every ``check_every`` draws per chain) and s
 the first checkpoint where every entry of W and H, normalised and aligned as reported,
 meets the thresholds. The kept draws are then a prefix of that run: a chain's draws do
 not depend on ``num_draws``, nor on when it was paused (nutpie draws them one after the
-other from the chain's own generator; checked in ``tests/test_stopping.py``), so the same
-seed gives the same draws whatever the rule decides, and a run stopped at d draws holds
-exactly the draws of ``draws=d``. No new warm-up, step size or mass matrix: the chains
-simply go on.
+other from the chain's own generator; checked in ``tests/sampling/test_stopping.py``),
+so the same seed gives the same draws whatever the rule decides, and a run stopped at d
+draws holds exactly the draws of ``draws=d``. No new warm-up, step size or mass matrix:
+the chains simply go on.
 
 The rule is diagnose's (:mod:`poisson_nmf.convergence`): rank-normalised R-hat at most
 ``target_rhat`` and bulk and tail ESS at least ``max(target_ess, 100 x chains)`` on every
@@ -18,11 +18,11 @@ checks whatever the number of chains. Divergences are not part of the rule (more
 do not remove them); diagnose still reports them.
 
 Each check aligns only the new block of draws (alignment is draw by draw) and computes
-ArviZ's R-hat and ESS on all draws so far: cheap on small tables, but on all digits
-(18,580 entries) about two minutes per check on 2 cores (``arviz_stats`` loops over
-entries), which is why checkpoints are ``check_every`` = 500 draws apart, and why
-after a check that took more than ``OVERLAP_AFTER_S`` the chains go on sampling during
-the next one (draws past a stop are discarded; the kept ones are the same).
+ArviZ's R-hat and ESS on all draws so far: cheap on small tables, slow on large ones
+(``arviz_stats`` loops over entries; figures in benchmarks/README.md), which is why
+checkpoints are ``check_every`` = 500 draws apart, and why after a check that took more
+than ``OVERLAP_AFTER_S`` the chains go on sampling during the next one (draws past a
+stop are discarded; the kept ones are the same).
 
 Memory: nutpie holds the draws of (log W, log H) of each chain, up to ``max_draws`` per
 chain (8 bytes x chains x max_draws x (F + N) K), and the rule an aligned copy of the
@@ -41,8 +41,8 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from .align import Normalize, align_factors
-from .convergence import ConvergenceSummary, entry_table, summarize_convergence
+from ..align import Normalize, align_factors
+from ..convergence import ConvergenceSummary, entry_table, summarize_convergence
 
 __all__ = ["ConvergenceMonitor", "StoppingRule", "run_until"]
 
@@ -90,7 +90,7 @@ class StoppingRule:
     @property
     def ess_min(self) -> float:
         """The ESS threshold used: ``max(target_ess, 100 x chains)`` (diagnose's floor)."""
-        from .diagnostics import THRESHOLDS  # here: diagnostics imports this module
+        from ..diagnostics import THRESHOLDS  # here: diagnostics imports this module
 
         return max(float(self.target_ess), THRESHOLDS["ess_per_chain"] * self.chains)
 
@@ -267,7 +267,8 @@ def run_until(
     and each is paused when it reaches the next checkpoint. When every chain has, the
     new block of each is read (``inspect``) and handed to ``monitor``; the chains go on
     unless it says stop, and are then cancelled. Returns the draws of x (d, n) and the
-    sample stats of the kept prefix, per chain (as ``sample._run_chains`` does).
+    sample stats of the kept prefix, per chain (as
+    :func:`poisson_nmf.sampling.engine.run_chains` does).
 
     ``progress`` (a :class:`poisson_nmf.progress.SamplingProgress`) hears of each chain's
     iterations, ``done`` of them run in earlier warm-up stages.
@@ -326,13 +327,7 @@ def run_until(
         for i, d in enumerate(points):
             while schedule(tune + d):
                 time.sleep(poll)
-            blocks = []
-            for c in range(C):
-                traces[c] = samplers[c].inspect()
-                x = traces[c]["posterior"]["x"].values[0]
-                if x.shape[0] < d:
-                    raise RuntimeError(f"chain {c}: {x.shape[0]} draws at checkpoint {d}")
-                blocks.append(np.array(x[prev:d]))
+            blocks = _read_blocks(samplers, traces, prev, d)
             if monitor.last_check_s > OVERLAP_AFTER_S and i + 1 < len(points):
                 schedule(tune + points[i + 1])  # the chains go on while the rule is checked
             stop = monitor(blocks, d)
@@ -340,19 +335,41 @@ def run_until(
             prev = d
             if stop:
                 break
-        out = []
-        for c in range(C):
-            x = np.array(traces[c]["posterior"]["x"].values[0][:kept])
-            st = traces[c]["sample_stats"].to_dataset().isel(chain=0, drop=True)
-            st = st.isel(draw=slice(0, kept)).load()
-            if progress is not None:
-                progress.update(c, done + tune + kept, int(st["diverging"].values.sum()))
-            out.append((x, st))
-        return out
+        return _kept_prefix(traces, kept, progress, done + tune)
     finally:
         for s in samplers:
             if not _is_finished(s):
                 s.cancel()
+
+
+def _read_blocks(samplers: list[Any], traces: list[Any], prev: int, d: int) -> list[np.ndarray]:
+    """Read each chain's trace (into ``traces``); return its draws prev:d of x."""
+    blocks = []
+    for c, sampler in enumerate(samplers):
+        traces[c] = sampler.inspect()
+        x = traces[c]["posterior"]["x"].values[0]
+        if x.shape[0] < d:
+            raise RuntimeError(f"chain {c}: {x.shape[0]} draws at checkpoint {d}")
+        blocks.append(np.array(x[prev:d]))
+    return blocks
+
+
+def _kept_prefix(
+    traces: list[Any], kept: int, progress: Any, before: int
+) -> list[tuple[np.ndarray, xr.Dataset]]:
+    """Return the first ``kept`` draws of x and sample stats of each chain's trace.
+
+    ``progress`` hears of each chain's iterations (``before`` them: the warm-up).
+    """
+    out = []
+    for c, tr in enumerate(traces):
+        x = np.array(tr["posterior"]["x"].values[0][:kept])
+        st = tr["sample_stats"].to_dataset().isel(chain=0, drop=True)
+        st = st.isel(draw=slice(0, kept)).load()
+        if progress is not None:
+            progress.update(c, before + kept, int(st["diverging"].values.sum()))
+        out.append((x, st))
+    return out
 
 
 def _is_finished(sampler: Any) -> bool:
@@ -393,7 +410,7 @@ def resume_settings(
         run's, or the run cannot be replayed (seeded with a Generator, explicit starts,
         chains dropped by ``keep``).
     """
-    from .priors import GammaPriors
+    from ..priors import GammaPriors
 
     if not isinstance(tree, xr.DataTree) or "settings" not in tree.attrs:
         raise TypeError(

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import poisson_nmf as pnmf
-from poisson_nmf.stopping import StoppingRule
+from poisson_nmf.sampling.stopping import StoppingRule
 from tests.conftest import named_rng
 
 # tiny and fast: 2 chains of a 10 x 8 table, K = 2, one warm-up stage (tune < 300)
@@ -86,7 +86,7 @@ def test_pausing_chains_does_not_change_draws(counts):
 
 def test_sampling_during_checks_does_not_change_draws(counts, clean, monkeypatch):
     # the chains go on during a slow check (scheduling only): the kept draws are the same
-    monkeypatch.setattr("poisson_nmf.stopping.OVERLAP_AFTER_S", -1.0)
+    monkeypatch.setattr("poisson_nmf.sampling.stopping.OVERLAP_AFTER_S", -1.0)
     again = pnmf.sample_posterior(counts, 2, random_seed=4, target_ess=200, **TINY)
     np.testing.assert_array_equal(again["posterior"]["H"].values, clean["posterior"]["H"].values)
 
@@ -132,7 +132,7 @@ def test_posterior_suite_runs_quick(tmp_path):
     import sys
     from pathlib import Path
 
-    path = Path(__file__).parents[1] / "benchmarks" / "posterior_suite.py"
+    path = Path(__file__).parents[2] / "benchmarks" / "posterior_suite.py"
     out = tmp_path / "rows.json"
     proc = subprocess.run(
         [sys.executable, str(path), "--quick", "--json", str(out)],

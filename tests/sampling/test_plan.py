@@ -1,0 +1,48 @@
+"""Settling the arguments of a run, its seeds, its memory plan."""
+
+import inspect
+
+import numpy as np
+import pytest
+
+from poisson_nmf.sampling.api import sample_posterior
+from poisson_nmf.sampling.plan import plan_run_memory, seed_plan, settle_arguments
+
+
+def _args(V, **over):
+    sig = inspect.signature(sample_posterior)
+    args = {k: p.default for k, p in sig.parameters.items() if p.default is not p.empty}
+    return {**args, "V": V, "n_components": 2, **over}
+
+
+def test_settled_defaults(small_counts):
+    run = settle_arguments(_args(small_counts, draws=50, chains=3))
+    assert (run.K, run.draws, run.tune, run.chains, run.rule) == (2, 50, 1000, 3, None)
+    assert 1 <= run.cores <= 3 and run.map_kwargs == {} and run.nuts_kwargs == {}
+    until = settle_arguments(_args(small_counts, max_draws=1500))  # draws=None: a rule
+    assert until.rule is not None and until.draws == until.rule.max_draws == 1500
+
+
+@pytest.mark.parametrize(
+    ("over", "match"),
+    [
+        ({"cores": 0}, "cores must be"),
+        ({"pointwise_draws": -1}, "pointwise_draws must be"),
+        ({"tune": 0}, "tune must be"),
+        ({"normalize": "both"}, "normalize must be"),
+        ({"sampler": "pymc"}, "draws=None .* needs sampler='nutpie'"),
+    ],
+)
+def test_bad_settings_are_named(small_counts, over, match):
+    with pytest.raises(ValueError, match=match):
+        settle_arguments(_args(small_counts, **over))
+
+
+def test_seeds_replay_and_memory_plan(small_counts):
+    a, b = seed_plan(7, 3), seed_plan(7, 3)
+    assert a.replay == 7 and a.chains == b.chains and len(a.chains) == 3
+    assert a.map.random() == b.map.random()
+    assert seed_plan(np.random.default_rng(0), 2).replay is None  # a Generator: no replay
+    run, mem, entries = plan_run_memory(settle_arguments(_args(small_counts, draws=40)))
+    assert entries is None and run.draws == 40
+    assert mem.pointwise_draws == 40 * 4  # 4 chains x 40 draws, under the default 500
