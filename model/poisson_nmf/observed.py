@@ -34,7 +34,13 @@ import xarray as xr
 
 from .data import Counts
 
-__all__ = ["observed_counts", "observed_group", "observed_layout", "observed_values_at"]
+__all__ = [
+    "observed_counts",
+    "observed_group",
+    "observed_layout",
+    "observed_values_at",
+    "same_counts",
+]
 
 Layout = Literal["grid", "entries"]
 
@@ -206,3 +212,22 @@ def observed_values_at(tree: xr.DataTree, row: Any, column: Any) -> np.ndarray:
         )
         out = np.where(masked, np.nan, out)
     return out
+
+
+def _entries(counts: Counts) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    F, N = counts.shape
+    nz = np.ravel_multi_index((counts.nz_rows, counts.nz_cols), (F, N))
+    order = np.argsort(nz)
+    miss = np.sort(np.ravel_multi_index((counts.missing_rows, counts.missing_cols), (F, N)))
+    return nz[order], counts.nz_values[order], miss
+
+
+def same_counts(a: Counts, b: Counts) -> bool:
+    """Whether two counts hold the same observed values and the same missing entries.
+
+    Compared entry by entry from the non-zeros (O(nnz), never F x N); labels are not
+    compared (a fit's labels come from its own coordinates).
+    """
+    if a.shape != b.shape:
+        return False
+    return all(np.array_equal(x, y) for x, y in zip(_entries(a), _entries(b), strict=True))

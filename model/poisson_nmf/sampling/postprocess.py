@@ -21,6 +21,7 @@ from ..align import Normalize, align_factors
 from ..data import Counts
 from ..exceptions import MultipleModesWarning
 from ..memory import MemoryPlan
+from ..observed import observed_group
 from .density import LogDensity
 from .modes import ModeReport, select_chains
 from .plan import RunArgs, Seeds, seed_repr, stopping_record
@@ -121,12 +122,8 @@ def posterior_groups(
 
 
 def add_observed_data(groups: dict[str, xr.Dataset], counts: Counts) -> None:
-    """Add ``observed_data``: ``V`` (and ``mask``, True where missing, if any)."""
-    groups["observed_data"] = xr.Dataset(
-        {"V": counts.to_dataarray()}, coords={"row": counts.row, "column": counts.column}
-    )
-    if counts.has_mask:
-        groups["observed_data"]["mask"] = (("row", "column"), ~counts.observed())
+    """Add ``observed_data`` in the layout of :func:`poisson_nmf.observed.observed_group`."""
+    groups["observed_data"] = observed_group(counts)
 
 
 def warn_modes(modes: ModeReport) -> None:

@@ -43,6 +43,7 @@ import xarray as xr
 
 from ..align import Normalize, align_factors
 from ..convergence import ConvergenceSummary, entry_table, summarize_convergence
+from ..observed import observed_counts, same_counts
 
 __all__ = ["ConvergenceMonitor", "StoppingRule", "run_until"]
 
@@ -429,15 +430,7 @@ def resume_settings(
         raise ValueError(
             f"resume: the run has n_components={st['n_components']}, not {n_components}"
         )
-    obs = tree["observed_data"]
-    V = np.asarray(obs["V"].values, dtype=np.float64)
-    same = V.shape == counts.shape
-    if same:
-        seen = counts.observed()
-        stored_seen = ~np.asarray(obs["mask"].values) if "mask" in obs else np.ones(V.shape, bool)
-        same = np.array_equal(seen, stored_seen) and np.array_equal(
-            np.where(seen, counts.dense(), 0), np.where(stored_seen, np.nan_to_num(V), 0)
-        )
+    same = "observed_data" in tree.children and same_counts(observed_counts(tree), counts)
     if not same:
         raise ValueError("resume: V (or its mask) differs from the counts the run was fitted to")
     for name, given in (("map_kwargs", map_kwargs), ("nuts_kwargs", nuts_kwargs)):
