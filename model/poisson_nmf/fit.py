@@ -48,7 +48,8 @@ step lengths certified row by row and the extrapolation of Ang & Gillis (2019).
 
   Each row's objective decreases, so the log-density increases at every block step
   without a global line search that one badly scaled row would hold back.
-- **Extrapolation** between iterations, as in :func:`poisson_nmf.kl_nmf`:
+- **Extrapolation** between iterations, as in :func:`poisson_nmf.kl_nmf` (the shared
+  :class:`~poisson_nmf.optim.extrapolation.Extrapolation`):
   :math:`\hat W = \max(W_t + β (W_t - W_{t-1}), W_t / 2)` (likewise H), the next
   iteration starts from :math:`(\hat W, \hat H)`, and is discarded (β shrinks) if it
   ends below the log-density of :math:`(W_t, H_t)`.
@@ -84,10 +85,6 @@ from pymc.model.transform.conditioning import remove_value_transforms
 from .data import Counts, as_counts, check_n_components
 from .divergence import kl_divergence, loglik_constant
 from .kl import (
-    _BETA0,
-    _ETA,
-    _GAMMA,
-    _GAMMA_MAX,
     ConvergenceWarning,
     TrappedZerosWarning,
     _check_init,
@@ -95,6 +92,7 @@ from .kl import (
     initial_factors,
 )
 from .model import build_model
+from .optim.extrapolation import Extrapolation
 from .priors import GammaPriors
 
 __all__ = ["MAPResult", "fit_map", "pymc_logp_grad"]
@@ -401,7 +399,7 @@ class _MAPProblem:
         state = fn.value_grad(W, H)
         best_W, best_H, best_lp = W, H, state[0]
         prev_W, prev_H = W, H
-        beta, beta_max, extrapolated = _BETA0, 1.0, False
+        ex = Extrapolation()
         A_w = A_h = np.empty(0)
         history: list[float] = []
         converged = False
@@ -415,14 +413,14 @@ class _MAPProblem:
                 A_h = rows_h.blocks(W, H)
             W, H, state = _block_step(rows_h, W, H, state, A_h, fresh, lo, kappa)
             lp = state[0]
-            if extrapolated and not lp >= best_lp:
+            if ex.pending and not lp >= best_lp:
                 # the extrapolated start did worse: back to the last iterate, damp beta
-                beta_max, beta = beta, beta / _ETA
+                ex.reject()
                 W, H = best_W, best_H
                 state = fn.value_grad(W, H)
-                extrapolated = False
                 history.append(const - best_lp)
                 continue
+            ex.accept()
             gain = lp - best_lp
             prev_W, prev_H, best_W, best_H, best_lp = best_W, best_H, W, H, lp
             history.append(const - lp)
@@ -431,12 +429,9 @@ class _MAPProblem:
             if gain <= tol * max(abs(const - lp), 1.0):
                 converged = True
                 break
-            beta, beta_max = min(beta_max, _GAMMA * beta), min(1.0, _GAMMA_MAX * beta_max)
             # at most halve an entry, never below the floor
-            W = np.maximum(W + beta * (W - prev_W), np.maximum(0.5 * W, lo))
-            H = np.maximum(H + beta * (H - prev_H), np.maximum(0.5 * H, lo))
+            W, H = ex.propose((W, H), (prev_W, prev_H), floor=lo)
             state = fn.value_grad(W, H)
-            extrapolated = True
         if not converged and warn:
             warnings.warn(
                 f"fit_map stopped after max_iter={max_iter} iterations without reaching "

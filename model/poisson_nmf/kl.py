@@ -70,7 +70,8 @@ stuck; the dead components are then reported with a :class:`TrappedZerosWarning`
 redundant (K above what the data need) may die again after their restart; that is
 not reported.
 
-Between sweeps the iterates are extrapolated (Ang & Gillis 2019):
+Between sweeps the iterates are extrapolated (Ang & Gillis 2019; the shared
+:class:`~poisson_nmf.optim.extrapolation.Extrapolation`):
 W^ = max(W_t + β (W_t - W_{t-1}), W_t / 2) (likewise H), and the next sweep starts
 from (W^, H^). If it ends above J(W_t, H_t), it is discarded (it still counts as an
 iteration, with J unchanged), the next sweep starts from (W_t, H_t) and β shrinks
@@ -134,6 +135,7 @@ from scipy.special import rel_entr
 from .data import Counts, as_counts, check_n_components
 from .divergence import kl_divergence, rate_terms
 from .exceptions import ConvergenceWarning, TrappedZerosWarning
+from .optim.extrapolation import Extrapolation
 from .priors import GammaPriors
 from .vecmath import FAST, flog
 
@@ -151,8 +153,6 @@ _METHODS = ("cd", "mu")
 _TINY = 1e-300
 # re-association only (vectorised sums); inf and NaN keep their IEEE meaning
 _FASTMATH = {"reassoc", "contract"}
-# extrapolation of the CD iterates (Ang & Gillis 2019): initial, growth, cap growth, decay
-_BETA0, _GAMMA, _GAMMA_MAX, _ETA = 0.5, 1.1, 1.02, 2.0
 # Newton steps per coordinate and sweep (each costs one pass over the row's non-zeros).
 # One: to scikit-learn's objective, 1 step per sweep cost 0.62x (digits K = 20), 0.81x
 # (sparse 5000 x 3000, K = 20), 0.87x (digits K = 5) and 1.0x (digits K = 10) the CPU
@@ -838,7 +838,7 @@ def _fit_one(
     Ht = np.ascontiguousarray(H0.T, dtype=np.float64)
     W_hat, H_hat = W.copy(), Ht.copy()
     cd = solver.method == "cd"
-    beta, beta_max, extrapolated = _BETA0, 1.0, False
+    ex = Extrapolation()
     # restarts of dead components (cd): at most one per component per fit
     revivals, reviving, refused = W.shape[1], False, False
     history = np.empty(max_iter)
@@ -856,16 +856,17 @@ def _fit_one(
         while it < max_iter:
             J_new = solver.step(W_hat, H_hat, threads)
             it += 1
-            if extrapolated and not J_new <= J:
+            if (ex.pending or reviving) and not J_new <= J:
                 # the extrapolated (or revived) start did worse: back to the last
                 # iterate; damp beta, or give up reviving
                 if reviving:
                     revivals, converged, refused = 0, True, True
                 else:
-                    beta_max, beta = beta, beta / _ETA
+                    ex.reject()
                 W_hat[:], H_hat[:] = W, Ht
-                extrapolated = reviving = False
+                reviving = False
             else:
+                ex.accept()
                 decrease = J - J_new
                 W_prev, H_prev, W, Ht, J = W, Ht, W_hat, H_hat, J_new
                 reviving = False
@@ -877,17 +878,13 @@ def _fit_one(
                         am1_w, am1_h = solver.am1_w, solver.am1_h
                         if _revive(counts, W_hat, H_hat, int(dead[0]), am1_w, am1_h):
                             revivals -= 1
-                            converged, extrapolated, reviving = False, True, True
+                            converged, reviving = False, True
                         else:
                             revivals = 0
                 if converged or reviving:
                     pass
                 elif cd:
-                    beta, beta_max = min(beta_max, _GAMMA * beta), min(1.0, _GAMMA_MAX * beta_max)
-                    # at most halve an entry: zeros stay zeros, WH stays > 0 where it was
-                    W_hat = np.maximum(W + beta * (W - W_prev), 0.5 * W)
-                    H_hat = np.maximum(Ht + beta * (Ht - H_prev), 0.5 * Ht)
-                    extrapolated = True
+                    W_hat, H_hat = ex.propose((W, Ht), (W_prev, H_prev))
                 else:
                     W_hat, H_hat = W.copy(), Ht.copy()
             history[it - 1] = J
