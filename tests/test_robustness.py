@@ -18,7 +18,7 @@ import pytest
 import xarray as xr
 
 import poisson_nmf as pnmf
-from poisson_nmf.kl import ConvergenceWarning
+from poisson_nmf.exceptions import ConvergenceWarning
 from poisson_nmf.sample import MultipleModesWarning
 from tests.conftest import named_rng
 

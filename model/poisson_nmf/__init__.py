@@ -29,16 +29,16 @@ __version__ = "0.1.0"
 
 # name -> module, imported lazily so that `import poisson_nmf` stays light
 _LAZY: dict[str, str] = {
-    "kl_nmf": "kl",  # Numba's kernels: imported on first use
-    "KLResult": "kl",
-    "initial_factors": "kl",
+    "kl_nmf": "optim.kl",  # Numba's kernels: imported on first use
+    "KLResult": "optim.kl",
+    "initial_factors": "optim.starts",
     "build_model": "model",
-    "fit_map": "fit",
-    "MAPResult": "fit",
-    "compare_map_kl": "compare",
-    "MAPvsKL": "compare",
-    "kkt_residual": "compare",
-    "pymc_logp_grad": "fit",
+    "fit_map": "optim.map",
+    "MAPResult": "optim.map",
+    "compare_map_kl": "optim.compare",
+    "MAPvsKL": "optim.compare",
+    "kkt_residual": "optim.compare",
+    "pymc_logp_grad": "optim.map",
     "sample_posterior": "sample",
     "sample_vi": "vi",
     "posterior_summary": "sample",

@@ -350,10 +350,10 @@ def _diagnose_and_report(
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from .compare import compare_map_kl
     from .data import ZeroRowsColumnsWarning, as_counts, check_n_components
     from .datasets import load_digits
-    from .kl import kl_nmf
+    from .optim.compare import compare_map_kl
+    from .optim.kl import kl_nmf
     from .priors import GammaPriors
 
     K = check_n_components(args.components)
@@ -422,7 +422,7 @@ def _fit(args: argparse.Namespace) -> int:
     cmp = None
     with _progress(steps) as bar:
         if args.compare:
-            from .compare import compare_map_kl
+            from .optim.compare import compare_map_kl
 
             bar.step("MAP versus KL")
             cmp = compare_map_kl(counts, K, priors=priors, random_seed=args.seed)
@@ -433,7 +433,7 @@ def _fit(args: argparse.Namespace) -> int:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from .compare import compare_map_kl
+    from .optim.compare import compare_map_kl
 
     priors = parse_priors(args.priors, default="flat")
     counts, K = _load(args.data, args.components, args)

@@ -30,7 +30,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, check_non_negative, validate_data
 
 from .data import Counts, ZeroRowsColumnsWarning, as_counts, check_n_components
-from .kl import fit_h, kl_nmf
+from .optim.kl import fit_h, kl_nmf
 from .priors import GammaPriors
 
 __all__ = ["PoissonNMF", "completion_score"]
@@ -58,7 +58,7 @@ def completion_score(V: Any, W: np.ndarray, *, random_seed: Any = _SCORE_SEED) -
 
     For each sample (column of V) a seeded half of its entries (each entry held out with
     probability 1/2) is left out; the other half fits the sample's loadings given W (the
-    flat-prior MAP, :func:`poisson_nmf.kl.fit_h` with the held-out half masked), and the
+    flat-prior MAP, :func:`poisson_nmf.optim.kl.fit_h` with the held-out half masked), and the
     held-out half is scored by its Poisson log-likelihood under WH (Wallach et al. 2009,
     "document completion"). Nothing of a held-out entry enters its own prediction.
     Each component is first mixed with the uniform distribution over the F features at

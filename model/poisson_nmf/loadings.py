@@ -71,7 +71,7 @@ import scipy.sparse as sp
 import xarray as xr
 
 from .data import Counts, ZeroRowsColumnsWarning, as_counts
-from .kl import fit_h
+from .optim.kl import fit_h
 from .parallel import map_pieces
 from .priors import GammaPriors
 

@@ -79,7 +79,8 @@ import scipy.sparse as sp
 from scipy.special import gammaln, xlogy
 
 from .data import Counts, ZeroRowsColumnsWarning, as_counts, check_n_components
-from .kl import ConvergenceWarning, kl_nmf
+from .exceptions import ConvergenceWarning
+from .optim.kl import kl_nmf
 from .parallel import map_pieces, resolve_executor
 from .priors import GammaPriors
 from .progress import ProgressArg

@@ -581,7 +581,7 @@ def _map_start(
     map_kwargs: dict,
     restarts: int = 1,
 ) -> tuple[np.ndarray, np.ndarray, float]:
-    from .kl import kl_nmf
+    from .optim.kl import kl_nmf
 
     kw = {"max_iter": 1000, "tol": 1e-6, "n_restarts": restarts, **map_kwargs}
     shape_ok = all(np.all(np.asarray(getattr(priors, n)) >= 1) for n in ("w_shape", "h_shape"))

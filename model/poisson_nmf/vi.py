@@ -119,7 +119,7 @@ from scipy.special import gammaln
 
 from .align import Normalize, _check_normalize, align_factors
 from .data import Counts, as_counts, check_n_components
-from .kl import ConvergenceWarning
+from .exceptions import ConvergenceWarning
 from .priors import GammaPriors
 from .vecmath import FAST as _FAST
 from .vecmath import flog

@@ -82,26 +82,21 @@ import pytensor
 import pytensor.tensor as pt
 from pymc.model.transform.conditioning import remove_value_transforms
 
-from .data import Counts, as_counts, check_n_components
-from .divergence import kl_divergence, loglik_constant
-from .kl import (
-    ConvergenceWarning,
-    TrappedZerosWarning,
-    _check_init,
-    _untrap_start,
-    initial_factors,
-)
-from .model import build_model
-from .optim.extrapolation import Extrapolation
-from .priors import GammaPriors
+from ..data import Counts, as_counts, check_n_components
+from ..divergence import kl_divergence, loglik_constant
+from ..exceptions import ConvergenceWarning, TrappedZerosWarning
+from ..model import build_model
+from ..priors import GammaPriors
+from .extrapolation import Extrapolation
+from .starts import check_init, initial_factors, untrap_start
 
-__all__ = ["MAPResult", "fit_map", "pymc_logp_grad"]
+__all__ = ["MAPProblem", "MAPResult", "fit_map", "pymc_logp_grad"]
 
 _FLOOR = 1e-12
 # Hessian blocks: recomputed in the first _FRESH iterations and every _REFRESH after
 _FRESH, _REFRESH = 3, 6
-# ε of the ε-active set at most this fraction of the row's mean entry (fewer calls than
-# 0 or 0.1 and smaller KKT residuals than without the set; benchmarks/README.md)
+# ε of the ε-active set at most this fraction of the row's mean entry (the fewest PyMC
+# calls of the caps tried; benchmarks/README.md, "Figures behind decisions")
 _EPS_CAP = 0.01
 
 # (log-density, gradient w.r.t. W, gradient w.r.t. H) at one point
@@ -325,8 +320,23 @@ def _kappa(priors: GammaPriors | None, F: int, N: int, K: int) -> float:
     return float(max(1.0, 1.0 / np.sqrt(a.min() - 1.0))) if a.size else 1.0
 
 
-class _MAPProblem:
-    """One PyMC model with its compiled derivatives, for one or more MAP fits."""
+class MAPProblem:
+    """One PyMC model with its compiled derivatives, for one or more MAP fits.
+
+    :func:`fit_map` builds one per call; :func:`poisson_nmf.compare_map_kl` keeps one
+    to fit twice and to take the gradient at the KL solution, compiling once.
+
+    Parameters
+    ----------
+    counts : Counts
+    K : int
+    priors : GammaPriors or None
+        Shapes >= 1 (checked).
+    likelihood : {"auto", "dense", "sparse"}
+        Form of the PyMC likelihood.
+    hvp : bool
+        Compile the Hessian-vector products too (needed by :meth:`fit`).
+    """
 
     def __init__(
         self,
@@ -368,15 +378,16 @@ class _MAPProblem:
             else:
                 aw, _, ah, _ = self.priors.arrays(F, N, K)
                 am1_w, am1_h = aw - 1.0, ah - 1.0
-            W, H = _check_init(init, counts, K, am1_w, am1_h)
+            W, H = check_init(init, counts, K, am1_w, am1_h)
             # entries at 0 are floored below, which the Newton steps leave; a dead
             # component (zero column of W or row of H) is a saddle point they do not
-            W, H, msg = _untrap_start(counts, W, H, "cd", am1_w, am1_h)
+            W, H, msg = untrap_start(counts, W, H, "cd", am1_w, am1_h)
             if msg is not None:
                 warnings.warn(msg, TrappedZerosWarning, stacklevel=3)
         return self.floored(W, H)
 
     def floored(self, W: np.ndarray, H: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Return (W, H) as contiguous float64 with every entry raised to the floor."""
         return (
             np.ascontiguousarray(np.maximum(W, self.lo), dtype=np.float64),
             np.ascontiguousarray(np.maximum(H, self.lo), dtype=np.float64),
@@ -488,7 +499,7 @@ def pymc_logp_grad(
     """
     counts = as_counts(V)
     K = check_n_components(np.shape(W)[1])
-    problem = _MAPProblem(counts, K, priors, likelihood, hvp=False)
+    problem = MAPProblem(counts, K, priors, likelihood, hvp=False)
     return problem.fn.value_grad(*problem.floored(W, H))
 
 
@@ -519,20 +530,19 @@ def fit_map(
         solution. Gamma priors need shapes >= 1 for a mode to exist.
     init : tuple (W0, H0), optional
         Starting point; default a seeded random start
-        (:func:`poisson_nmf.kl.initial_factors`, the same as :func:`kl_nmf` uses).
+        (:func:`poisson_nmf.initial_factors`, the same as :func:`kl_nmf` uses).
         A dead component in it (a zero column of W0 or row of H0, a saddle point that
         no Newton step leaves) is restarted as in :func:`kl_nmf`, with a
-        :class:`~poisson_nmf.kl.TrappedZerosWarning`.
+        :class:`~poisson_nmf.TrappedZerosWarning`.
     mask : array_like of bool, shape (F, N), optional
         ``True`` marks missing entries.
     max_iter : int
         Most outer iterations (each one Newton step on W and one on H).
     tol : float
         Stop when the objective decreased by at most ``tol * max(|objective|, 1)``
-        over one iteration (the rule of :func:`poisson_nmf.kl_nmf`). The default
-        1e-10 leaves a KKT residual (:func:`poisson_nmf.kkt_residual`) of about 1e-6
-        on the digits; 1e-9 stops a few iterations sooner with single rows not yet
-        converged (residuals up to 2e-4).
+        over one iteration (the rule of :func:`poisson_nmf.kl_nmf`). The default is
+        tight because a looser one can stop with single rows far from their optimum
+        (the KKT residuals behind it: ``benchmarks/README.md``, experiments log).
     likelihood : {"auto", "dense", "sparse"}
         Form of the PyMC likelihood (see :func:`build_model`); both are exact.
     random_seed : int, Generator or None
@@ -559,6 +569,6 @@ def fit_map(
     t0 = time.perf_counter()
     counts: Counts = as_counts(V, mask=mask)
     K = check_n_components(n_components)
-    problem = _MAPProblem(counts, K, priors, likelihood)
+    problem = MAPProblem(counts, K, priors, likelihood)
     W, H = problem.start(init, random_seed)
     return problem.fit(W, H, max_iter, tol, warn, callback, t0)

@@ -5,16 +5,11 @@ import pytest
 import scipy.sparse as sp
 
 import poisson_nmf as pnmf
-from poisson_nmf.kl import ConvergenceWarning, initial_factors, kl_nmf
+from poisson_nmf import ConvergenceWarning, initial_factors, kl_nmf
 from tests.conftest import named_rng
+from tests.optim.conftest import poisson_lowrank
 
 PRIORS = pnmf.GammaPriors(w_shape=1.5, w_rate=0.5, h_shape=2.0, h_rate=1.0)
-
-
-def poisson_lowrank(rng, F=40, N=30, K=3, scale=3.0):
-    W = rng.gamma(1.0, 1.0, size=(F, K))
-    H = rng.gamma(1.0, 1.0, size=(K, N))
-    return rng.poisson(scale * W @ H)
 
 
 def fit(V, K, **kw):
@@ -359,7 +354,7 @@ def test_benchmark_script_runs_quick(capsys):
     import runpy
     from pathlib import Path
 
-    path = Path(__file__).parents[1] / "benchmarks" / "kl_vs_sklearn.py"
+    path = Path(__file__).parents[2] / "benchmarks" / "kl_vs_sklearn.py"
     bench = runpy.run_path(str(path), run_name="benchmark")
     results = bench["main"](["--quick", "--starts", "1", "--threads", "1"])
     out = capsys.readouterr().out
@@ -372,12 +367,13 @@ def test_benchmark_script_runs_quick(capsys):
 @pytest.fixture
 def parallel_always(monkeypatch):
     """Run the parallel sweep whatever the size (small inputs keep the tests cheap)."""
-    monkeypatch.setattr("poisson_nmf.kl._PARALLEL_MIN_WORK", 0)
+    monkeypatch.setattr("poisson_nmf.optim.kl_kernels.PARALLEL_MIN_WORK", 0)
 
 
 @pytest.mark.parametrize("priors", [None, PRIORS], ids=["plain", "penalised"])
 def test_one_sweep_is_the_same_on_1_and_2_threads_and_dense_and_sparse(priors, parallel_always):
-    from poisson_nmf.kl import _layout, _Solver
+    from poisson_nmf.optim.kl import Solver
+    from poisson_nmf.optim.kl_kernels import layout
 
     rng = named_rng("test_one_sweep_is_the_same_on_1_and_2_threads")
     V = poisson_lowrank(rng, F=70, N=50, K=4, scale=0.7)
@@ -386,7 +382,7 @@ def test_one_sweep_is_the_same_on_1_and_2_threads_and_dense_and_sparse(priors, p
     out = {}
     for name, Vx in (("dense", V), ("sparse", sp.csr_array(V))):
         counts = pnmf.as_counts(Vx, mask=mask)
-        solver = _Solver(counts, _layout(counts), priors, 4, "cd")
+        solver = Solver(counts, layout(counts), priors, 4, "cd")
         for threads in (1, 2):
             W, Ht = W0.copy(), np.ascontiguousarray(H0.T)
             J = solver.step(W, Ht, threads)
@@ -428,45 +424,3 @@ def test_fits_on_1_and_2_threads_and_from_python_threads_agree(parallel_always):
 def test_bad_n_jobs(n_jobs, exc, match):
     with pytest.raises(exc, match=match):
         kl_nmf(V_SMALL, 1, n_jobs=n_jobs)
-
-
-def test_n_jobs_none_honours_numba_and_threadpoolctl_limits():
-    import numba
-    from threadpoolctl import threadpool_limits
-
-    from poisson_nmf.kl import _n_threads
-
-    most = numba.config.NUMBA_NUM_THREADS
-    assert _n_threads(-1) == most and _n_threads(1) == 1 and _n_threads(10**6) == most
-    with threadpool_limits(1):
-        assert _n_threads(None) == 1
-    previous = numba.get_num_threads()
-    numba.set_num_threads(1)  # what parallel.map_pieces does for each piece
-    try:
-        assert _n_threads(None) == 1
-    finally:
-        numba.set_num_threads(previous)
-
-
-def test_dense_rows_read_in_place_give_the_same_sweep():
-    # rows whose counts are all non-zero use H's columns in place (no gathered copy):
-    # the same arithmetic in the same order as the gathered path, so the same bits
-    from poisson_nmf.kl import _cd_half_serial, _layout
-
-    rng = named_rng("test_dense_rows_read_in_place")
-    V = poisson_lowrank(rng, F=30, N=20, K=3, scale=20.0)
-    V[0, 0] = 0  # one row and one column take the gathered path
-    assert (V > 0).mean() > 0.99
-    counts = pnmf.as_counts(V)
-    lay = _layout(counts)
-    W0, H0 = initial_factors(V, 3, random_seed=0)
-    zeros = np.zeros((30, 3))
-    out = []
-    for YT in (np.ascontiguousarray(H0), np.empty((3, 0))):  # in place / always gathered
-        W, res = W0.copy(), np.empty(30)
-        Ht = np.ascontiguousarray(H0.T)
-        args = (*lay.by_row, *lay.miss_by_row, zeros, zeros, 1, False, np.zeros(2, np.int64))
-        _cd_half_serial(W, Ht, Ht.sum(axis=0), *args, res, YT)
-        out.append(W)
-    np.testing.assert_array_equal(out[0], out[1])
-    assert not np.array_equal(out[0], W0)
