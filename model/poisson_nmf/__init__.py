@@ -13,6 +13,7 @@ from __future__ import annotations
 from importlib import import_module
 from typing import Any
 
+from ._version import __version__
 from .data import Counts, as_counts, check_n_components
 from .datasets import load_digits
 from .divergence import kl_divergence, loglik_constant, poisson_loglik
@@ -24,8 +25,6 @@ from .exceptions import (
     ZeroRowsColumnsWarning,
 )
 from .priors import GammaPriors
-
-__version__ = "0.1.0"
 
 # name -> module, imported lazily so that `import poisson_nmf` stays light
 _LAZY: dict[str, str] = {

@@ -17,14 +17,13 @@ gives the same rate :math:`WH`. Posterior draws are made comparable in two steps
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-__all__ = ["AlignResult", "align_factors", "match_components", "normalize_factors"]
+from ._typing import Normalize
 
-Normalize = Literal["W", "H"]
+__all__ = ["AlignResult", "align_factors", "match_components", "normalize_factors"]
 
 
 def _check_normalize(normalize: str) -> None:

@@ -78,6 +78,7 @@ import pandas as pd
 import scipy.sparse as sp
 from scipy.special import gammaln, xlogy
 
+from ._validation import DEFAULT_PRIORS, check_choice, check_int, check_priors
 from .data import Counts, ZeroRowsColumnsWarning, as_counts, check_n_components
 from .exceptions import ConvergenceWarning
 from .optim.kl import kl_nmf
@@ -265,12 +266,6 @@ def _as_grid(n_components: Any) -> list[int]:
             f"n_components must be an iterable of K values, got {n_components!r}; {hint}"
         )
     return _check_grid([check_n_components(k) for k in n_components], "n_components", hint)
-
-
-def _check_int(value: Any, name: str, lowest: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < lowest:
-        raise ValueError(f"{name} must be an integer >= {lowest}, got {value!r}")
-    return int(value)
 
 
 # ---------------------------------------------------------------------------------------
@@ -563,19 +558,15 @@ def select_rank(
     ks = _as_grid(n_components)
     if method not in ("cv", "loo"):
         raise ValueError(f"method must be 'cv' or 'loo', got {method!r}")
-    if rule not in _RULES:
-        raise ValueError(f"rule must be one of {_RULES}, got {rule!r}")
-    folds = _check_int(folds, "folds", 2)
+    check_choice(rule, "rule", _RULES)
+    folds = check_int(folds, "folds", 2)
     resolve_executor(executor)  # an unknown kind fails before any work
-    n_restarts = _check_int(n_restarts, "n_restarts", 1)
-    n_repeats = _check_int(n_repeats, "n_repeats", 1)
-    max_entries = _check_int(max_entries, "max_entries", 2 * folds)
+    n_restarts = check_int(n_restarts, "n_restarts", 1)
+    n_repeats = check_int(n_repeats, "n_repeats", 1)
+    max_entries = check_int(max_entries, "max_entries", 2 * folds)
     if priors is None:
-        priors = _CV_PRIORS if method == "cv" else GammaPriors()
-    if not isinstance(priors, GammaPriors):
-        raise TypeError(f"priors must be a GammaPriors, got {type(priors).__name__}")
-    if method == "cv":
-        priors.check_map()
+        priors = _CV_PRIORS if method == "cv" else DEFAULT_PRIORS
+    check_priors(priors, allow_flat=False, need_mode=method == "cv")
     counts = as_counts(V, mask=mask)
     F, N = counts.shape
     n_obs = counts.n_observed

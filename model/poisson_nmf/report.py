@@ -418,7 +418,7 @@ def _content(
     title: str,
     image_axis: str | None,
 ) -> list[_Block]:
-    from . import __version__
+    from ._version import __version__
     from .sample import ModeReport
 
     st = _settings(idata)

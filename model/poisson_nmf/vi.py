@@ -798,7 +798,7 @@ def sample_vi(
         "psis_draws": psis_draws,
         "random_seed": _seed_repr(random_seed),
     }
-    from . import __version__
+    from ._version import __version__
 
     tree = xr.DataTree.from_dict(groups)
     tree.attrs = {

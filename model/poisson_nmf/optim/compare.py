@@ -14,12 +14,12 @@ from __future__ import annotations
 import time
 import warnings
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 from scipy.optimize import linear_sum_assignment
 
+from .._typing import CountsLike, SeedLike
 from ..data import as_counts, check_n_components
 from ..divergence import kl_divergence
 from ..exceptions import ConvergenceWarning
@@ -89,7 +89,7 @@ class MAPvsKL:
 
 
 def kkt_residual(
-    V: Any,
+    V: CountsLike,
     W: np.ndarray,
     H: np.ndarray,
     priors: GammaPriors | None = None,
@@ -194,14 +194,14 @@ def matched_agreement(
 
 
 def compare_map_kl(
-    V: Any,
+    V: CountsLike,
     n_components: int,
     *,
     priors: GammaPriors | None = None,
     init: tuple[np.ndarray, np.ndarray] | None = None,
     max_iter_kl: int = 5000,
     max_iter_map: int = 500,
-    random_seed: int | np.random.Generator | None = None,
+    random_seed: SeedLike = None,
 ) -> MAPvsKL:
     """Fit KL-NMF and the PyMC MAP from one start and check that they agree.
 

@@ -116,6 +116,8 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.special import rel_entr
 
+from .._typing import CountsLike, SeedLike
+from .._validation import check_choice, check_positive_int, check_priors
 from ..data import Counts, as_counts, check_n_components
 from ..divergence import kl_divergence, rate_terms
 from ..exceptions import ConvergenceWarning, TrappedZerosWarning
@@ -311,7 +313,7 @@ def _fit_one(
 
 
 def kl_nmf(
-    V: Any,
+    V: CountsLike,
     n_components: int,
     *,
     priors: GammaPriors | None = None,
@@ -321,7 +323,7 @@ def kl_nmf(
     tol: float = 1e-7,
     method: Literal["cd", "mu"] = "cd",
     mask: Any = None,
-    random_seed: Any = None,
+    random_seed: SeedLike = None,
     progress: bool = False,
     n_jobs: int | None = None,
 ) -> KLResult:
@@ -402,26 +404,17 @@ def kl_nmf(
     """
     counts = as_counts(V, mask=mask)
     K = check_n_components(n_components, counts)
-    if method not in _METHODS:
-        raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
-    if isinstance(max_iter, bool) or not isinstance(max_iter, int | np.integer) or max_iter < 1:
-        raise ValueError(f"max_iter must be a positive integer, got {max_iter!r}")
+    check_choice(method, "method", _METHODS)
+    max_iter = check_positive_int(max_iter, "max_iter")
     if not (isinstance(tol, int | float | np.floating) and np.isfinite(tol) and tol >= 0):
         raise ValueError(f"tol must be a finite number >= 0, got {tol!r}")
-    if isinstance(n_restarts, bool) or not isinstance(n_restarts, int | np.integer):
-        raise ValueError(f"n_restarts must be a positive integer, got {n_restarts!r}")
-    if n_restarts < 1:
-        raise ValueError(f"n_restarts must be a positive integer, got {n_restarts!r}")
+    n_restarts = check_positive_int(n_restarts, "n_restarts")
     if init is not None and n_restarts > 1:
         raise ValueError(
             "init and n_restarts > 1 exclude each other: restarts draw random starts; "
             "pass init=None or n_restarts=1"
         )
-    if priors is not None:
-        if not isinstance(priors, GammaPriors):
-            raise TypeError(f"priors must be a GammaPriors or None, got {type(priors).__name__}")
-        priors.check_map()
-    F, N = counts.shape
+    priors = check_priors(priors, need_mode=True)
     solver = Solver(counts, layout(counts), priors, K, method)
     if init is not None:
         W0, H0 = check_init(init, counts, K, solver.am1_w, solver.am1_h.T)
@@ -479,7 +472,7 @@ def kl_nmf(
 
 
 def fit_h(
-    V: Any,
+    V: CountsLike,
     W: np.ndarray,
     *,
     priors: GammaPriors | None = None,
@@ -527,8 +520,7 @@ def fit_h(
     if W.ndim != 2 or W.shape[0] != F:
         raise ValueError(f"W must have shape (F, K) with F = {F}, got {W.shape}")
     K = W.shape[1]
-    if priors is not None:
-        priors.check_map()
+    priors = check_priors(priors, need_mode=True)
     _, _, am1_h, b_h = prior_arrays(priors, F, N, K)
     indptr, indices, values = layout(counts).by_col
     m_indptr, m_indices = layout(counts).miss_by_col

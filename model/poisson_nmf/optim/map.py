@@ -82,6 +82,8 @@ import pytensor
 import pytensor.tensor as pt
 from pymc.model.transform.conditioning import remove_value_transforms
 
+from .._typing import CountsLike, SeedLike
+from .._validation import check_priors
 from ..data import Counts, as_counts, check_n_components
 from ..divergence import kl_divergence, loglik_constant
 from ..exceptions import ConvergenceWarning, TrappedZerosWarning
@@ -346,8 +348,7 @@ class MAPProblem:
         likelihood: str = "auto",
         hvp: bool = True,
     ) -> None:
-        if priors is not None:
-            priors.check_map()
+        priors = check_priors(priors, need_mode=True)
         F, N = counts.shape
         self.counts, self.K, self.priors = counts, K, priors
         self.likelihood, self.hvp = likelihood, hvp
@@ -367,7 +368,7 @@ class MAPProblem:
             self._fn = _PyMCDerivatives(model, hvp=self.hvp)
         return self._fn
 
-    def start(self, init: Any, random_seed: Any) -> tuple[np.ndarray, np.ndarray]:
+    def start(self, init: Any, random_seed: SeedLike) -> tuple[np.ndarray, np.ndarray]:
         """Return the validated start (``init`` or the seeded random one), floored."""
         counts, K, (F, N) = self.counts, self.K, self.counts.shape
         if init is None:
@@ -468,7 +469,7 @@ class MAPProblem:
 
 
 def pymc_logp_grad(
-    V: Any,
+    V: CountsLike,
     W: np.ndarray,
     H: np.ndarray,
     *,
@@ -504,7 +505,7 @@ def pymc_logp_grad(
 
 
 def fit_map(
-    V: Any,
+    V: CountsLike,
     n_components: int,
     *,
     priors: GammaPriors | None = None,
@@ -513,7 +514,7 @@ def fit_map(
     max_iter: int = 500,
     tol: float = 1e-10,
     likelihood: str = "auto",
-    random_seed: int | np.random.Generator | None = None,
+    random_seed: SeedLike = None,
     warn: bool = True,
     callback: Callable[[int, np.ndarray, np.ndarray, float], None] | None = None,
 ) -> MAPResult:

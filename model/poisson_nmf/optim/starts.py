@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 from scipy.special import rel_entr
 
+from .._typing import CountsLike, SeedLike
 from ..data import Counts, as_counts, check_n_components
 from ..divergence import rate_terms
 
@@ -52,7 +53,7 @@ def random_start(counts: Counts, K: int, rng: np.random.Generator) -> tuple[np.n
 
 
 def initial_factors(
-    V: Any, n_components: int, *, mask: Any = None, random_seed: Any = None
+    V: CountsLike, n_components: int, *, mask: Any = None, random_seed: SeedLike = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Draw the seeded random start that :func:`kl_nmf` uses.
 
