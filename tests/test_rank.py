@@ -211,9 +211,9 @@ def test_cli_rank_bad_input(tmp_path, small_csv, capsys, extra, message):
 
 
 def test_fit_auto_components(small):
-    from poisson_nmf.cli import _auto_components
+    from poisson_nmf.cli.commands import auto_components
 
-    assert _auto_components(pnmf.as_counts(small), 0) == 2
+    assert auto_components(pnmf.as_counts(small), 0) == 2
 
 
 def _bench():
