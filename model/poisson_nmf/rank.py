@@ -122,6 +122,8 @@ class RankSelection:
     wins : pandas.DataFrame
         Per K: ``fold_wins`` (folds where it had the highest held-out elpd, over all
         repeats) and ``repeat_wins`` (repeats whose own table chose it by ``rule``).
+        Not applicable, NaN: ``repeat_wins`` with one repeat, both with
+        ``method="loo"`` (no folds).
     pointwise : numpy.ndarray, shape (n_K, n_entries)
         The score of every entry scored, per K (averaged over repeats).
     weights : numpy.ndarray, shape (n_entries,)
@@ -663,11 +665,13 @@ def select_rank(
 
 def _wins(ks: list[int], per_fold: pd.DataFrame, repeat_choice: list[int]) -> pd.DataFrame:
     fold_best = per_fold.loc[per_fold.groupby(["repeat", "fold"])["elpd"].idxmax(), "n_components"]
+    # one repeat chooses once: counting its choice as "wins" would read as a vote
+    repeats = [repeat_choice.count(k) for k in ks] if len(repeat_choice) > 1 else np.nan
     return pd.DataFrame(
         {
             "n_components": ks,
             "fold_wins": [int((fold_best == k).sum()) for k in ks],
-            "repeat_wins": [repeat_choice.count(k) for k in ks],
+            "repeat_wins": repeats,
         }
     )
 
@@ -713,7 +717,8 @@ def _select_loo(counts: Counts, ks: list[int], priors: GammaPriors, rule: str,
         )
     best = _choose(table, rule)
     per_fold = pd.DataFrame(columns=["repeat", "fold", "n_components", "elpd", "n_heldout"])
-    wins = pd.DataFrame({"n_components": ks, "fold_wins": 0, "repeat_wins": 0})
+    # no folds and no repeats: nothing to count
+    wins = pd.DataFrame({"n_components": ks, "fold_wins": np.nan, "repeat_wins": np.nan})
     return RankSelection(table=table, best=best, rule=rule, method="loo", folds=per_fold,
                          wins=wins, pointwise=pointwise, weights=weights, settings=settings,
                          elapsed_s=time.perf_counter() - t0)  # fmt: skip

@@ -4,7 +4,7 @@ import pytest
 import poisson_nmf as pnmf
 from poisson_nmf.model import build_model
 from poisson_nmf.optim.compare import kkt_residual
-from poisson_nmf.optim.map import _block_step, _kappa, _PyMCDerivatives, _Rows
+from poisson_nmf.optim.map import PyMCDerivatives, Rows, block_step, concordance_kappa
 from tests.conftest import named_rng
 
 
@@ -59,8 +59,8 @@ def test_block_step_lowers_every_rows_objective(small, priors):
     K = 3
     W, H = pnmf.initial_factors(small, K, random_seed=2)
     W[:, 0] *= rng.uniform(0.01, 100.0, W.shape[0])  # badly scaled rows: long Newton steps
-    fn = _PyMCDerivatives(build_model(small, K, priors=priors))
-    rows = _Rows(fn, "W")
+    fn = PyMCDerivatives(build_model(small, K, priors=priors))
+    rows = Rows(fn, "W")
     state = fn.value_grad(W, H)
     aw, bw, _, _ = (None,) * 4 if priors is None else priors.arrays(*small.shape, K)
 
@@ -71,11 +71,11 @@ def test_block_step_lowers_every_rows_objective(small, priors):
             out += (bw * W - (aw - 1.0) * np.log(W)).sum(axis=1)
         return out
 
-    kappa = _kappa(priors, *small.shape, K)
+    kappa = concordance_kappa(priors, *small.shape, K)
     assert kappa == (1.0 if priors is None else pytest.approx(1.0 / np.sqrt(0.2)))
     for exact in (True, False):
         A = rows.blocks(W, H) if exact else np.eye(K) * np.ones((W.shape[0], 1, 1))
-        W1, _, new_state = _block_step(rows, W, H, state, A, exact, 1e-12, kappa)
+        W1, _, new_state = block_step(rows, W, H, state, A, exact, 1e-12, kappa)
         before, after = row_objective(W), row_objective(W1)
         # no row gets worse (rounding of a sum of 25 terms allowed), most improve
         assert np.all(after <= before + 1e-12 * np.abs(before))

@@ -345,9 +345,11 @@ def kl_nmf(
         positive where a prior shape is > 1). ``None``: the seeded random start of
         :func:`initial_factors`. Cannot be combined with ``n_restarts > 1``. Zeros that
         ``method`` could never leave are replaced, with a :class:`TrappedZerosWarning`:
-        every zero for ``"mu"`` (1e-2 times the factor's mean positive entry), a dead
-        component (zero column of W0 and row of H0) for ``"cd"`` (see the module
-        docstring).
+        every zero for ``"mu"`` (1e-2 times the factor's mean positive entry); for
+        ``"cd"`` a dead component (zero column of W0 and row of H0) and a zero row of
+        W0 or column of H0 over positive counts; a start with no live component at
+        all is replaced by the random start of ``random_seed`` (see
+        :func:`poisson_nmf.optim.starts.untrap_start`).
     n_restarts : int
         Number of random starts; the fit with the lowest objective is returned. Start
         0 is ``initial_factors(V, K, random_seed=random_seed)``; starts 1.. are drawn
@@ -366,7 +368,8 @@ def kl_nmf(
     mask : array_like of bool, shape (F, N), optional
         ``True`` marks missing entries, left out of the objective.
     random_seed : int, numpy.random.Generator or None
-        Seed for the random starts.
+        Seed for the random starts (and for the start that replaces an ``init`` with no
+        live component).
     progress : bool
         Show a progress bar (tqdm) with the objective.
     n_jobs : int or None
@@ -418,14 +421,16 @@ def kl_nmf(
     solver = Solver(counts, layout(counts), priors, K, method)
     if init is not None:
         W0, H0 = check_init(init, counts, K, solver.am1_w, solver.am1_h.T)
+        am1_w, am1_h = solver.am1_w, solver.am1_h.T
+        W0, H0, msg = untrap_start(counts, W0, H0, method, am1_w, am1_h, random_seed)
+        if msg is not None:
+            warnings.warn(msg, TrappedZerosWarning, stacklevel=2)
         if not np.isfinite(_objective(counts, W0, H0, priors)):
             raise ValueError(
                 "the starting factors give an infinite objective (a zero rate WH where "
-                "V > 0); start from strictly positive factors"
+                "V > 0: rows of W0 and columns of H0 that share no positive component); "
+                "start from strictly positive factors"
             )
-        W0, H0, msg = untrap_start(counts, W0, H0, method, solver.am1_w, solver.am1_h.T)
-        if msg is not None:
-            warnings.warn(msg, TrappedZerosWarning, stacklevel=2)
         starts = [(W0, H0)]
     else:
         rng = np.random.default_rng(random_seed)

@@ -141,7 +141,7 @@ class MAPResult:
     n_calls: int = 0
 
 
-class _PyMCDerivatives:
+class PyMCDerivatives:
     """PyMC's log-density of (W, H), its gradient and Hessian-vector products."""
 
     def __init__(self, model: Any, hvp: bool = True) -> None:
@@ -159,35 +159,41 @@ class _PyMCDerivatives:
         self.n_calls = 0
 
     def value_grad(self, W: np.ndarray, H: np.ndarray) -> State:
+        """Return (logp, d logp / dW, d logp / dH) at (W, H)."""
         self.n_calls += 1
         lp, gW, gH = self._value_grad(W, H)
         return float(lp), gW, gH
 
     def hvp_w(self, W: np.ndarray, H: np.ndarray, D: np.ndarray) -> np.ndarray:
+        """Return the Hessian of logp in W (H fixed) times D, shape (F, K)."""
         self.n_calls += 1
         return np.asarray(self._hvp_w(W, H, D))
 
     def hvp_h(self, W: np.ndarray, H: np.ndarray, D: np.ndarray) -> np.ndarray:
+        """Return the Hessian of logp in H (W fixed) times D, shape (K, N)."""
         self.n_calls += 1
         return np.asarray(self._hvp_h(W, H, D))
 
 
-class _Rows:
+class Rows:
     """One block seen as independent rows: the rows of W, or the columns of H.
 
     ``x`` is the block as a (B, K) array: W itself, or H transposed.
     """
 
-    def __init__(self, fn: _PyMCDerivatives, which: str) -> None:
+    def __init__(self, fn: PyMCDerivatives, which: str) -> None:
         self.fn, self.is_w = fn, which == "W"
 
     def get(self, W: np.ndarray, H: np.ndarray) -> np.ndarray:
+        """Return the block as rows: W, or H transposed."""
         return W if self.is_w else H.T
 
     def put(self, W: np.ndarray, H: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Return (W, H) with the block replaced by the rows ``x``."""
         return (np.ascontiguousarray(x), H) if self.is_w else (W, np.ascontiguousarray(x.T))
 
     def grad(self, state: State) -> np.ndarray:
+        """Return the block's rows of the gradient of logp in ``state``."""
         return state[1] if self.is_w else state[2].T
 
     def hvp(self, W: np.ndarray, H: np.ndarray, P: np.ndarray) -> np.ndarray:
@@ -247,8 +253,8 @@ def _omega_star(u: np.ndarray) -> np.ndarray:
     return -u - np.log1p(-u)
 
 
-def _block_step(
-    rows: _Rows,
+def block_step(
+    rows: Rows,
     W: np.ndarray,
     H: np.ndarray,
     state: State,
@@ -312,7 +318,7 @@ def _block_step(
     return W, H, rows.fn.value_grad(W, H)
 
 
-def _kappa(priors: GammaPriors | None, F: int, N: int, K: int) -> float:
+def concordance_kappa(priors: GammaPriors | None, F: int, N: int, K: int) -> float:
     """Half the self-concordance constant of the negative log-density of one row."""
     if priors is None:
         return 1.0
@@ -353,19 +359,19 @@ class MAPProblem:
         self.counts, self.K, self.priors = counts, K, priors
         self.likelihood, self.hvp = likelihood, hvp
         self.lo = _FLOOR * float(np.sqrt(counts.total / counts.n_observed / K))
-        self.kappa = _kappa(priors, F, N, K)
+        self.kappa = concordance_kappa(priors, F, N, K)
         self.const = loglik_constant(counts)
         if priors is not None:
             self.const += priors.log_normaliser(F, N, K)
-        self._fn: _PyMCDerivatives | None = None
+        self._fn: PyMCDerivatives | None = None
 
     @property
-    def fn(self) -> _PyMCDerivatives:
+    def fn(self) -> PyMCDerivatives:
         """The compiled functions (built on first use, after the inputs are checked)."""
         if self._fn is None:
             form: Any = self.likelihood
             model = build_model(self.counts, self.K, priors=self.priors, likelihood=form)
-            self._fn = _PyMCDerivatives(model, hvp=self.hvp)
+            self._fn = PyMCDerivatives(model, hvp=self.hvp)
         return self._fn
 
     def start(self, init: Any, random_seed: SeedLike) -> tuple[np.ndarray, np.ndarray]:
@@ -382,7 +388,7 @@ class MAPProblem:
             W, H = check_init(init, counts, K, am1_w, am1_h)
             # entries at 0 are floored below, which the Newton steps leave; a dead
             # component (zero column of W or row of H) is a saddle point they do not
-            W, H, msg = untrap_start(counts, W, H, "cd", am1_w, am1_h)
+            W, H, msg = untrap_start(counts, W, H, "cd", am1_w, am1_h, random_seed)
             if msg is not None:
                 warnings.warn(msg, TrappedZerosWarning, stacklevel=3)
         return self.floored(W, H)
@@ -407,7 +413,7 @@ class MAPProblem:
         """Maximise the log-density from the floored start (W, H)."""
         fn, lo, kappa, const = self.fn, self.lo, self.kappa, self.const
         calls0 = fn.n_calls
-        rows_w, rows_h = _Rows(fn, "W"), _Rows(fn, "H")
+        rows_w, rows_h = Rows(fn, "W"), Rows(fn, "H")
         state = fn.value_grad(W, H)
         best_W, best_H, best_lp = W, H, state[0]
         prev_W, prev_H = W, H
@@ -420,10 +426,10 @@ class MAPProblem:
             fresh = it <= _FRESH or (it - 1) % _REFRESH == 0
             if fresh:
                 A_w = rows_w.blocks(W, H)
-            W, H, state = _block_step(rows_w, W, H, state, A_w, fresh, lo, kappa)
+            W, H, state = block_step(rows_w, W, H, state, A_w, fresh, lo, kappa)
             if fresh:
                 A_h = rows_h.blocks(W, H)
-            W, H, state = _block_step(rows_h, W, H, state, A_h, fresh, lo, kappa)
+            W, H, state = block_step(rows_h, W, H, state, A_h, fresh, lo, kappa)
             lp = state[0]
             if ex.pending and not lp >= best_lp:
                 # the extrapolated start did worse: back to the last iterate, damp beta

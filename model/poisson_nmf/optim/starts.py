@@ -179,36 +179,92 @@ def untrap_start(
     method: str,
     am1_w: np.ndarray,
     am1_h: np.ndarray,
+    random_seed: SeedLike = None,
 ) -> tuple[np.ndarray, np.ndarray, str | None]:
     """Replace the zeros of a start that ``method`` could never leave; say what was done.
 
-    ``"mu"``: every zero (multiplicative updates keep a zero at zero) becomes
-    ``FILL`` times the mean positive entry of its factor. ``"cd"``: a dead component
-    (a zero column of W and the matching zero row of H: every gradient on it is 0) is
-    restarted by :func:`revive`; a zero column of W alone moves when its gradient is
-    negative (and is revived at convergence if it stays). Returns (W, H, a message for
-    the warning, or ``None``).
+    - No live component at all (every column of W or every row of H zero): nothing of
+      the start can be kept; it is replaced by ``random_start`` drawn from
+      ``random_seed`` (the start of :func:`initial_factors`).
+    - ``"mu"``: every zero (multiplicative updates keep a zero at zero) becomes
+      ``FILL`` times the mean positive entry of its factor, and a dead component gets
+      the entry of H that :func:`revive` gives.
+    - ``"cd"``: a zero row of W (or column of H) over a positive count is a zero rate,
+      an infinite objective: its entries become ``FILL`` times the factor's mean
+      positive entry. A dead component (a zero column of W and the matching zero row of
+      H: every gradient on it is 0) is restarted by :func:`revive`; a zero column of W
+      alone moves when its gradient is negative (and is revived at convergence if it
+      stays).
+
+    Returns
+    -------
+    W, H : numpy.ndarray
+        The start to use (the inputs themselves when nothing changed).
+    message : str or None
+        What was replaced, for a :class:`~poisson_nmf.TrappedZerosWarning`.
     """
-    if method == "mu":
-        zw, zh = W == 0, H == 0
-        if not (zw.any() or zh.any()):
-            return W, H, None
-        dead = dead_components(W, H)
-        n = worst_column(counts, W, H) if dead.any() else None
-        W, H = W.copy(), H.copy()
-        for A, z in ((W, zw), (H, zh)):
-            pos = A[A > 0]
-            A[z] = FILL * (float(pos.mean()) if pos.size else 1.0)
-        if n is not None:
-            # a dead component restarts as in coordinate descent (see _revive), on top
-            # of the fill: uniform small entries alone leave it in a flat region
-            H[dead, n] = np.maximum(H[dead, n], H[~dead].mean() if (~dead).any() else 1.0)
+    if W.size and dead_components(W, H).all():
+        W, H = random_start(counts, W.shape[1], np.random.default_rng(random_seed))
         msg = (
-            f"init has {int(zw.sum())} zero(s) in W0 and {int(zh.sum())} in H0, which "
-            f"multiplicative updates never move; they start at {FILL:g} times their "
-            "factor's mean positive entry instead"
+            "init has no live component (every column of W0 or row of H0 is zero), which "
+            "no method can leave; starting from initial_factors(V, K, random_seed) instead"
         )
         return W, H, msg
+    if method == "mu":
+        return _untrap_mu(counts, W, H)
+    W, H, filled = _fill_zero_rates(counts, W, H)
+    W, H, revived = _revive_dead(counts, W, H, am1_w, am1_h)
+    msgs = [m for m in (filled, revived) if m is not None]
+    return W, H, "; ".join(msgs) if msgs else None
+
+
+def _untrap_mu(
+    counts: Counts, W: np.ndarray, H: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, str | None]:
+    zw, zh = W == 0, H == 0
+    if not (zw.any() or zh.any()):
+        return W, H, None
+    dead = dead_components(W, H)
+    n = worst_column(counts, W, H) if dead.any() else None
+    W, H = W.copy(), H.copy()
+    for A, z in ((W, zw), (H, zh)):
+        pos = A[A > 0]
+        A[z] = FILL * (float(pos.mean()) if pos.size else 1.0)
+    if n is not None:
+        # a dead component restarts as in coordinate descent (see revive), on top
+        # of the fill: uniform small entries alone leave it in a flat region
+        H[dead, n] = np.maximum(H[dead, n], H[~dead].mean() if (~dead).any() else 1.0)
+    msg = (
+        f"init has {int(zw.sum())} zero(s) in W0 and {int(zh.sum())} in H0, which "
+        f"multiplicative updates never move; they start at {FILL:g} times their "
+        "factor's mean positive entry instead"
+    )
+    return W, H, msg
+
+
+def _fill_zero_rates(
+    counts: Counts, W: np.ndarray, H: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, str | None]:
+    """Fill the zero rows of W and zero columns of H that meet a positive count."""
+    F, N = counts.shape
+    rows = ~(W > 0).any(axis=1) & (np.bincount(counts.nz_rows, minlength=F) > 0)
+    cols = ~(H > 0).any(axis=0) & (np.bincount(counts.nz_cols, minlength=N) > 0)
+    if not (rows.any() or cols.any()):
+        return W, H, None
+    W, H = W.copy(), H.copy()
+    W[rows] = FILL * float(W[W > 0].mean())  # some entry is positive: not all dead
+    H[:, cols] = FILL * float(H[H > 0].mean())
+    msg = (
+        f"init has {int(rows.sum())} zero row(s) of W0 and {int(cols.sum())} zero "
+        f"column(s) of H0 over positive counts (a zero rate, an infinite objective); "
+        f"they start at {FILL:g} times their factor's mean positive entry instead"
+    )
+    return W, H, msg
+
+
+def _revive_dead(
+    counts: Counts, W: np.ndarray, H: np.ndarray, am1_w: np.ndarray, am1_h: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, str | None]:
     dead = np.flatnonzero(dead_components(W, H, both=True))
     if dead.size == 0:
         return W, H, None
