@@ -39,7 +39,7 @@ from pymc.util import get_random_generator
 from threadpoolctl import threadpool_limits
 
 import poisson_nmf as pnmf
-from poisson_nmf.compare import kkt_residual
+from poisson_nmf import kkt_residual
 
 TARGET = 10.0
 

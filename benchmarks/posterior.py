@@ -65,8 +65,7 @@ def run_one(case, method, draws, tune, chains, seed):
     import nutpie
     import pymc as pm
 
-    from poisson_nmf import GammaPriors
-    from poisson_nmf.kl import kl_nmf
+    from poisson_nmf import GammaPriors, kl_nmf
     from poisson_nmf.model import build_model
     from poisson_nmf.sampling.api import sample_posterior
     from poisson_nmf.sampling.density import LogDensity

@@ -5,7 +5,7 @@ import scipy.sparse as sp
 import xarray as xr
 
 import poisson_nmf as pnmf
-from poisson_nmf.data import ZeroRowsColumnsWarning
+from poisson_nmf.data import ZeroRowsColumnsWarning, csr_index
 from tests.conftest import named_rng
 
 
@@ -261,3 +261,18 @@ def test_frames_with_mixed_sparse_columns():
     sparse_and_dense = pd.DataFrame({"a": pd.arrays.SparseArray([0, 1, 0]), "b": [0, 2, 0]})
     for df in (mixed_subtypes, sparse_and_dense):
         np.testing.assert_array_equal(pnmf.as_counts(df).dense(), want)
+
+
+def test_csr_index_matches_scipy():
+    # the one CSR builder (kl's layout; the sampler's to follow): against scipy's CSR
+    rng = named_rng("test_csr_index")
+    rows, cols = rng.integers(0, 7, 40), rng.integers(0, 5, 40)
+    keep = np.unique(rows * 5 + cols, return_index=True)[1]  # one entry per cell
+    rows, cols, vals = rows[keep], cols[keep], rng.random(keep.size)
+    indptr, indices, order = csr_index(rows, cols, 8)  # row 7 has no entry
+    ref = sp.csr_array((vals, (rows, cols)), shape=(8, 5))
+    ref.sort_indices()
+    np.testing.assert_array_equal(indptr, ref.indptr)
+    np.testing.assert_array_equal(indices, ref.indices)
+    np.testing.assert_array_equal(vals[order], ref.data)
+    assert indptr.dtype == indices.dtype == np.int64

@@ -7,7 +7,7 @@ import pytest
 import xarray as xr
 
 import poisson_nmf as pnmf
-from poisson_nmf.kl import fit_h
+from poisson_nmf.optim.kl import fit_h
 
 
 def _catalogue(F=24, K=3, seed=0):

@@ -52,6 +52,11 @@ def test_plan_thins_then_leaves_out_then_refuses():
 
 def test_format_bytes():
     assert format_bytes(1.5e9) == "1.5 GB" and format_bytes(999) == "999 B"
+    # three significant digits in the largest unit reached, never an exponent
+    assert format_bytes(999_960_000) == "1 GB"  # was "1e+03 MB"
+    assert format_bytes(5e12) == "5 TB"  # was "5e+03 GB"
+    assert format_bytes(1234) == "1.23 kB" and format_bytes(0) == "0 B"
+    assert format_bytes(512 * 2**20) == "537 MB"  # a budget given in MiB, said in MB
 
 
 def test_sample_posterior_thins_pointwise_groups_to_the_budget():

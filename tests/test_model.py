@@ -67,7 +67,7 @@ def test_prior_parameters_stay_float64():
     PyMC's Gamma then computed log Γ(a) and the scale 1/b in float32, and the
     log-density was off by ~1e-8 relative (b = 3 became 1/float32(1/3)).
     """
-    from poisson_nmf.fit import pymc_logp_grad
+    from poisson_nmf import pymc_logp_grad
 
     rng = named_rng("prior_float64")
     X = rng.poisson(2.0, size=(12, 7))

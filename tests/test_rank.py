@@ -113,6 +113,14 @@ def test_dask_local_cluster_equals_serial(small):
     pd.testing.assert_frame_equal(got.folds, serial.folds)
 
 
+def test_one_repeat_has_no_repeat_wins(small_sel):
+    # one repeat chooses once: its repeat_wins are not applicable (NaN), not 0 and 1
+    assert small_sel.settings["n_repeats"] == 1
+    assert small_sel.wins["repeat_wins"].isna().all()
+    assert small_sel.wins["fold_wins"].sum() == 3
+    assert "repeat(s)" not in small_sel.summary()
+
+
 def test_repeats_count_wins(small):
     sel = select_rank(small, [1, 2], folds=2, n_repeats=2, random_seed=2, max_iter=300)
     assert sel.wins["repeat_wins"].tolist() == [0, 2]
@@ -211,9 +219,9 @@ def test_cli_rank_bad_input(tmp_path, small_csv, capsys, extra, message):
 
 
 def test_fit_auto_components(small):
-    from poisson_nmf.cli import _auto_components
+    from poisson_nmf.cli.commands import auto_components
 
-    assert _auto_components(pnmf.as_counts(small), 0) == 2
+    assert auto_components(pnmf.as_counts(small), 0) == 2
 
 
 def _bench():

@@ -80,8 +80,7 @@ def test_save_load_rerender_gives_the_same_numbers(tmp_path):
 
 def _comparison(V, K):
     """A MAPvsKL from two KL-NMF runs: the page is tested, not the PyMC MAP (test_compare)."""
-    from poisson_nmf.compare import MAPvsKL
-    from poisson_nmf.fit import MAPResult
+    from poisson_nmf import MAPResult, MAPvsKL
 
     a = pnmf.kl_nmf(V, K, random_seed=0, max_iter=300)
     b = pnmf.kl_nmf(V, K, random_seed=0, max_iter=80)  # converges in 52

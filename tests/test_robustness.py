@@ -18,8 +18,7 @@ import pytest
 import xarray as xr
 
 import poisson_nmf as pnmf
-from poisson_nmf.exceptions import MultipleModesWarning
-from poisson_nmf.kl import ConvergenceWarning
+from poisson_nmf.exceptions import ConvergenceWarning, MultipleModesWarning
 from tests.conftest import named_rng
 
 TINY = {"draws": 50, "tune": 50, "chains": 2}

@@ -13,6 +13,7 @@ from __future__ import annotations
 from importlib import import_module
 from typing import Any
 
+from ._version import __version__
 from .data import Counts, as_counts, check_n_components
 from .datasets import load_digits
 from .divergence import kl_divergence, loglik_constant, poisson_loglik
@@ -25,20 +26,18 @@ from .exceptions import (
 )
 from .priors import GammaPriors
 
-__version__ = "0.1.0"
-
 # name -> module, imported lazily so that `import poisson_nmf` stays light
 _LAZY: dict[str, str] = {
-    "kl_nmf": "kl",  # Numba's kernels: imported on first use
-    "KLResult": "kl",
-    "initial_factors": "kl",
+    "kl_nmf": "optim.kl",  # Numba's kernels: imported on first use
+    "KLResult": "optim.kl",
+    "initial_factors": "optim.starts",
     "build_model": "model",
-    "fit_map": "fit",
-    "MAPResult": "fit",
-    "compare_map_kl": "compare",
-    "MAPvsKL": "compare",
-    "kkt_residual": "compare",
-    "pymc_logp_grad": "fit",
+    "fit_map": "optim.map",
+    "MAPResult": "optim.map",
+    "compare_map_kl": "optim.compare",
+    "MAPvsKL": "optim.compare",
+    "kkt_residual": "optim.compare",
+    "pymc_logp_grad": "optim.map",
     "sample_posterior": "sampling.api",
     "sample_vi": "vi",
     "posterior_summary": "sampling.api",

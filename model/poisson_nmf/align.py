@@ -17,10 +17,11 @@ gives the same rate :math:`WH`. Posterior draws are made comparable in two steps
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
+
+from ._typing import Normalize
 
 __all__ = [
     "AlignResult",
@@ -29,8 +30,6 @@ __all__ = [
     "match_components",
     "normalize_factors",
 ]
-
-Normalize = Literal["W", "H"]
 
 
 def check_normalize(normalize: str) -> None:

@@ -86,6 +86,7 @@ import pandas as pd
 import xarray as xr
 from scipy import stats
 
+from ._validation import DEFAULT_PRIORS, check_int, check_priors
 from .parallel import map_pieces
 from .priors import GammaPriors
 
@@ -103,9 +104,6 @@ Sampler = Callable[..., xr.DataTree]
 """``sampler(V, n_components, *, priors, random_seed) -> DataTree`` with ``posterior``
 ``W`` (chain, draw, row, component) and ``H`` (chain, draw, component, column)."""
 
-_DEFAULT_PRIORS = GammaPriors()
-
-
 # ---------------------------------------------------------------------------------------
 # simulation and test quantities
 
@@ -113,7 +111,7 @@ _DEFAULT_PRIORS = GammaPriors()
 def simulate(
     shape: tuple[int, int],
     n_components: int,
-    priors: GammaPriors = _DEFAULT_PRIORS,
+    priors: GammaPriors = DEFAULT_PRIORS,
     *,
     random_seed: Any = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -588,7 +586,7 @@ def run_sbc(
     *,
     shape: tuple[int, int] = (8, 6),
     n_components: int = 2,
-    priors: GammaPriors = _DEFAULT_PRIORS,
+    priors: GammaPriors = DEFAULT_PRIORS,
     sampler: Sampler | None = None,
     n_draws: int = 99,
     entries: Sequence[tuple[int, int]] | None = None,
@@ -644,11 +642,9 @@ def run_sbc(
         Ranks, the per-quantity table, per-simulation diagnostics and times.
     """
     t0 = time.perf_counter()
-    for name, val in (("n_simulations", n_simulations), ("n_draws", n_draws)):
-        if isinstance(val, bool) or not isinstance(val, int | np.integer) or val < 2:
-            raise ValueError(f"{name} must be an integer >= 2, got {val!r}")
-    if not isinstance(priors, GammaPriors):
-        raise TypeError(f"priors must be a GammaPriors, got {type(priors).__name__}")
+    check_int(n_simulations, "n_simulations", 2)
+    check_int(n_draws, "n_draws", 2)
+    check_priors(priors, allow_flat=False)
     F, N = (int(s) for s in shape)
     sampler = default_sampler() if sampler is None else sampler
     rng = np.random.default_rng(random_seed)

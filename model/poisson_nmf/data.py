@@ -29,7 +29,13 @@ import xarray as xr
 
 from .exceptions import ZeroRowsColumnsWarning
 
-__all__ = ["Counts", "ZeroRowsColumnsWarning", "as_counts", "check_n_components"]
+__all__ = [
+    "Counts",
+    "ZeroRowsColumnsWarning",
+    "as_counts",
+    "check_n_components",
+    "csr_index",
+]
 
 
 DIMS = ("row", "column")
@@ -543,6 +549,35 @@ def as_counts(
         row=np.arange(F) if where.row is None else where.row,
         column=np.arange(N) if where.column is None else where.column,
     )
+
+
+def csr_index(
+    rows: np.ndarray, cols: np.ndarray, n_rows: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Group entries given as (row, column) pairs by row: a CSR index.
+
+    Parameters
+    ----------
+    rows, cols : numpy.ndarray of int, shape (nnz,)
+        Row and column of each entry (any order). Pass ``(cols, rows, N)`` to group by
+        column instead (a CSC index of the same entries).
+    n_rows : int
+        Number of rows (rows without entries get an empty run).
+
+    Returns
+    -------
+    indptr : numpy.ndarray of int64, shape (n_rows + 1,)
+        Row r's entries are ``indptr[r]:indptr[r + 1]`` of the sorted order.
+    indices : numpy.ndarray of int64, shape (nnz,)
+        Their columns, ascending within each row.
+    order : numpy.ndarray of int, shape (nnz,)
+        The permutation that sorts the entries: ``values[order]`` lines up with
+        ``indices``.
+    """
+    order = np.lexsort((cols, rows))
+    indptr = np.zeros(n_rows + 1, dtype=np.int64)
+    np.cumsum(np.bincount(rows, minlength=n_rows), out=indptr[1:])
+    return indptr, np.ascontiguousarray(cols[order], dtype=np.int64), order
 
 
 def _check_not_empty(shape: tuple[int, int], name: str) -> None:

@@ -29,8 +29,9 @@ from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, Transfo
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, check_non_negative, validate_data
 
+from ._validation import DEFAULT_PRIORS, check_choice, check_priors
 from .data import Counts, ZeroRowsColumnsWarning, as_counts, check_n_components
-from .kl import fit_h, kl_nmf
+from .optim.kl import fit_h, kl_nmf
 from .priors import GammaPriors
 
 __all__ = ["PoissonNMF", "completion_score"]
@@ -58,7 +59,7 @@ def completion_score(V: Any, W: np.ndarray, *, random_seed: Any = _SCORE_SEED) -
 
     For each sample (column of V) a seeded half of its entries (each entry held out with
     probability 1/2) is left out; the other half fits the sample's loadings given W (the
-    flat-prior MAP, :func:`poisson_nmf.kl.fit_h` with the held-out half masked), and the
+    flat-prior MAP, :func:`poisson_nmf.optim.kl.fit_h` with the held-out half masked), and the
     held-out half is scored by its Poisson log-likelihood under WH (Wallach et al. 2009,
     "document completion"). Nothing of a held-out entry enters its own prediction.
     Each component is first mixed with the uniform distribution over the F features at
@@ -240,10 +241,8 @@ class PoissonNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimato
         """
         X = self._check_X(X, reset=True, where="fit")
         K = check_n_components(self.n_components)
-        if self.method not in _METHODS:
-            raise ValueError(f"method must be one of {_METHODS}, got {self.method!r}")
-        if self.priors is not None and not isinstance(self.priors, GammaPriors):
-            raise TypeError(f"priors must be a GammaPriors or None, got {type(self.priors)}")
+        check_choice(self.method, "method", _METHODS)
+        check_priors(self.priors)
         posterior = self.method != "map"
         counts = self._counts(X, counts_needed=posterior)
         if counts.nz_values.size == 0:
@@ -281,7 +280,7 @@ class PoissonNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimato
                 )
             kwargs["method"] = "vi"
         idata = sample_posterior(
-            counts, K, priors=self.priors if self.priors is not None else GammaPriors(),
+            counts, K, priors=self.priors if self.priors is not None else DEFAULT_PRIORS,
             draws=self.draws, tune=self.tune, chains=self.chains, random_seed=seed,
             normalize="W", **kwargs,
         )  # fmt: skip

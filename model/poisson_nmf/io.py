@@ -306,7 +306,7 @@ def comparison_to_dataset(cmp: Any) -> xr.Dataset:
 
     Parameters
     ----------
-    cmp : poisson_nmf.compare.MAPvsKL
+    cmp : poisson_nmf.optim.compare.MAPvsKL
         From :func:`poisson_nmf.compare_map_kl`.
 
     Returns
@@ -366,7 +366,7 @@ def save_fit(idata: xr.DataTree, path: str | Path, *, comparison: Any = None) ->
     pathlib.Path
         The path written.
     """
-    from . import __version__
+    from ._version import __version__
 
     p = Path(path)
     groups = {name: node.to_dataset() for name, node in idata.children.items()}
@@ -414,7 +414,7 @@ def load_fit(path: str | Path) -> xr.DataTree:
         When the file is not a poisson-nmf fit, holds another model, or was written by
         another version of poisson-nmf or of the fit format.
     """
-    from . import __version__
+    from ._version import __version__
 
     p = Path(path)
     if p.is_dir() and (p / "fit.nc").is_file():

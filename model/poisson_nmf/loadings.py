@@ -6,7 +6,7 @@ independent Gamma(a, b) priors (shape, rate) on the entries of H. Given W, the c
 of V are independent problems, each with K unknowns.
 
 ``method="map"``
-    The penalised KL objective over H alone (:func:`poisson_nmf.kl.fit_h`, the H half
+    The penalised KL objective over H alone (:func:`poisson_nmf.optim.kl.fit_h`, the H half
     of :func:`poisson_nmf.kl_nmf`'s coordinate descent): convex in each column, so the
     result is the column's unique minimiser (when W has full column rank) and depends on
     that column alone. A point estimate: the returned tree holds one draw.
@@ -16,7 +16,7 @@ of V are independent problems, each with K unknowns.
     (each a K-dimensional, smooth problem; compiled with Numba). The proposal is fitted
     to each column: a multivariate t (4 degrees of freedom) centred at the mode of the
     log-space density, which is the h-space MAP with prior shape a + 1 (the Jacobian
-    adds log h; :func:`poisson_nmf.kl.fit_h`), with the scale of the inverse negative
+    adds log h; :func:`poisson_nmf.optim.kl.fit_h`), with the scale of the inverse negative
     Hessian there, diag(a) + Σ_f v_f r_f r_f^T with r_fk = w_fk h_k / λ_f. Each iteration
     is an independence step from that proposal and then a random-walk step of the same
     shape (scale 2.38 / sqrt(K)); both leave p(H | V, W) invariant, so the chain is exact
@@ -71,7 +71,7 @@ import scipy.sparse as sp
 import xarray as xr
 
 from .data import Counts, ZeroRowsColumnsWarning, as_counts
-from .kl import fit_h
+from .optim.kl import fit_h
 from .parallel import map_pieces
 from .priors import GammaPriors
 
@@ -410,7 +410,7 @@ def _laplace(
     """Mode and Cholesky factor of the inverse Hessian of log π(u), u = log h, per column.
 
     The mode of the Gamma(a, b) posterior in log space is the h-space MAP with shape
-    a + 1 (the Jacobian adds log h), found by :func:`poisson_nmf.kl.fit_h`; there the
+    a + 1 (the Jacobian adds log h), found by :func:`poisson_nmf.optim.kl.fit_h`; there the
     negative Hessian is diag(a) + Σ_f v_f r_f r_f^T with r_fk = w_fk h_k / λ_f.
     """
     F, N = by_col.shape
@@ -550,7 +550,7 @@ def fit_loadings(
             raise ValueError("method='map' needs prior shapes >= 1 (a mode exists only then)")
         post = H_map[None, None]
         attrs |= {
-            "sampler": "penalised KL given W (poisson_nmf.kl.fit_h)",
+            "sampler": "penalised KL given W (poisson_nmf.optim.kl.fit_h)",
             "map_converged": bool(converged.all()),
             "map_max_sweeps": int(n_iter.max()),
         }

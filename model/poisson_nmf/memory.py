@@ -89,11 +89,15 @@ def parse_bytes(value: Any, name: str = "max_memory") -> int | None:
 
 
 def format_bytes(n: float) -> str:
-    """``1.5e9`` -> ``'1.5 GB'``."""
-    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if abs(n) >= size:
-            return f"{n / size:.3g} {unit}"
-    return f"{int(n)} B"
+    """Write a size in decimal units, three significant digits: ``1.5e9`` -> ``'1.5 GB'``.
+
+    Every message of this module gives sizes this way (never raw bytes): the unit is the
+    largest one the rounded value reaches (999.96 MB reads ``'1 GB'``, not ``'1e+03 MB'``).
+    """
+    for unit, size in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if abs(float(f"{n:.3g}")) >= size:
+            return f"{float(f'{n / size:.3g}'):g} {unit}"
+    return f"{round(n)} B"
 
 
 @dataclass(frozen=True)

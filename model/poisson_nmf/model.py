@@ -34,13 +34,13 @@ import pymc as pm
 import pytensor.tensor as pt
 from scipy.special import gammaln
 
+from ._validation import DEFAULT_PRIORS, check_priors
 from .data import Counts, as_counts, check_n_components
 from .priors import GammaPriors
 
 __all__ = ["build_model", "choose_likelihood"]
 
 Likelihood = Literal["auto", "dense", "sparse"]
-_DEFAULT_PRIORS = GammaPriors()
 
 
 def choose_likelihood(counts: Counts, likelihood: str = "auto") -> str:
@@ -84,7 +84,7 @@ def build_model(
     V: Any,
     n_components: int,
     *,
-    priors: GammaPriors | None = _DEFAULT_PRIORS,
+    priors: GammaPriors | None = DEFAULT_PRIORS,
     mask: Any = None,
     likelihood: Likelihood = "auto",
     initval: tuple[np.ndarray, np.ndarray] | None = None,
@@ -118,8 +118,7 @@ def build_model(
     K = check_n_components(n_components)
     F, N = counts.shape
     form = choose_likelihood(counts, likelihood)
-    if priors is not None and not isinstance(priors, GammaPriors):
-        raise TypeError(f"priors must be a GammaPriors or None, got {type(priors).__name__}")
+    priors = check_priors(priors)
     prior_arrays: tuple[Any, ...] = (
         priors.arrays(F, N, K) if priors is not None else (None, None, None, None)
     )

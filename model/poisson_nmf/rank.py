@@ -78,8 +78,10 @@ import pandas as pd
 import scipy.sparse as sp
 from scipy.special import gammaln, xlogy
 
+from ._validation import DEFAULT_PRIORS, check_choice, check_int, check_priors
 from .data import Counts, ZeroRowsColumnsWarning, as_counts, check_n_components
-from .kl import ConvergenceWarning, kl_nmf
+from .exceptions import ConvergenceWarning
+from .optim.kl import kl_nmf
 from .parallel import map_pieces, resolve_executor
 from .priors import GammaPriors
 from .progress import ProgressArg
@@ -120,6 +122,8 @@ class RankSelection:
     wins : pandas.DataFrame
         Per K: ``fold_wins`` (folds where it had the highest held-out elpd, over all
         repeats) and ``repeat_wins`` (repeats whose own table chose it by ``rule``).
+        Not applicable, NaN: ``repeat_wins`` with one repeat, both with
+        ``method="loo"`` (no folds).
     pointwise : numpy.ndarray, shape (n_K, n_entries)
         The score of every entry scored, per K (averaged over repeats).
     weights : numpy.ndarray, shape (n_entries,)
@@ -264,12 +268,6 @@ def _as_grid(n_components: Any) -> list[int]:
             f"n_components must be an iterable of K values, got {n_components!r}; {hint}"
         )
     return _check_grid([check_n_components(k) for k in n_components], "n_components", hint)
-
-
-def _check_int(value: Any, name: str, lowest: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < lowest:
-        raise ValueError(f"{name} must be an integer >= {lowest}, got {value!r}")
-    return int(value)
 
 
 # ---------------------------------------------------------------------------------------
@@ -562,19 +560,15 @@ def select_rank(
     ks = _as_grid(n_components)
     if method not in ("cv", "loo"):
         raise ValueError(f"method must be 'cv' or 'loo', got {method!r}")
-    if rule not in _RULES:
-        raise ValueError(f"rule must be one of {_RULES}, got {rule!r}")
-    folds = _check_int(folds, "folds", 2)
+    check_choice(rule, "rule", _RULES)
+    folds = check_int(folds, "folds", 2)
     resolve_executor(executor)  # an unknown kind fails before any work
-    n_restarts = _check_int(n_restarts, "n_restarts", 1)
-    n_repeats = _check_int(n_repeats, "n_repeats", 1)
-    max_entries = _check_int(max_entries, "max_entries", 2 * folds)
+    n_restarts = check_int(n_restarts, "n_restarts", 1)
+    n_repeats = check_int(n_repeats, "n_repeats", 1)
+    max_entries = check_int(max_entries, "max_entries", 2 * folds)
     if priors is None:
-        priors = _CV_PRIORS if method == "cv" else GammaPriors()
-    if not isinstance(priors, GammaPriors):
-        raise TypeError(f"priors must be a GammaPriors, got {type(priors).__name__}")
-    if method == "cv":
-        priors.check_map()
+        priors = _CV_PRIORS if method == "cv" else DEFAULT_PRIORS
+    check_priors(priors, allow_flat=False, need_mode=method == "cv")
     counts = as_counts(V, mask=mask)
     F, N = counts.shape
     n_obs = counts.n_observed
@@ -671,11 +665,13 @@ def select_rank(
 
 def _wins(ks: list[int], per_fold: pd.DataFrame, repeat_choice: list[int]) -> pd.DataFrame:
     fold_best = per_fold.loc[per_fold.groupby(["repeat", "fold"])["elpd"].idxmax(), "n_components"]
+    # one repeat chooses once: counting its choice as "wins" would read as a vote
+    repeats = [repeat_choice.count(k) for k in ks] if len(repeat_choice) > 1 else np.nan
     return pd.DataFrame(
         {
             "n_components": ks,
             "fold_wins": [int((fold_best == k).sum()) for k in ks],
-            "repeat_wins": [repeat_choice.count(k) for k in ks],
+            "repeat_wins": repeats,
         }
     )
 
@@ -721,7 +717,8 @@ def _select_loo(counts: Counts, ks: list[int], priors: GammaPriors, rule: str,
         )
     best = _choose(table, rule)
     per_fold = pd.DataFrame(columns=["repeat", "fold", "n_components", "elpd", "n_heldout"])
-    wins = pd.DataFrame({"n_components": ks, "fold_wins": 0, "repeat_wins": 0})
+    # no folds and no repeats: nothing to count
+    wins = pd.DataFrame({"n_components": ks, "fold_wins": np.nan, "repeat_wins": np.nan})
     return RankSelection(table=table, best=best, rule=rule, method="loo", folds=per_fold,
                          wins=wins, pointwise=pointwise, weights=weights, settings=settings,
                          elapsed_s=time.perf_counter() - t0)  # fmt: skip

@@ -328,7 +328,7 @@ def _fig_pareto(diag: Diagnosis, path: Path) -> None:
 def _fig_map_vs_kl(cmp: xr.Dataset, image_shape: Sequence[int] | None, path: Path) -> None:
     import matplotlib.pyplot as plt
 
-    from .compare import matched_agreement
+    from .optim.compare import matched_agreement
 
     W1, H1 = cmp["W_kl"].values, cmp["H_kl"].values
     W2, H2 = cmp["W_map"].values, cmp["H_map"].values
@@ -418,7 +418,7 @@ def _content(
     title: str,
     image_axis: str | None,
 ) -> list[_Block]:
-    from . import __version__
+    from ._version import __version__
     from .sampling.modes import ModeReport
 
     st = _settings(idata)

@@ -120,7 +120,7 @@ from scipy.special import gammaln
 from .align import Normalize, align_factors
 from .align import check_normalize as _check_normalize
 from .data import Counts, as_counts, check_n_components
-from .kl import ConvergenceWarning
+from .exceptions import ConvergenceWarning
 from .priors import GammaPriors
 from .vecmath import FAST as _FAST
 from .vecmath import flog
@@ -298,7 +298,7 @@ class _Problem:
 
     @classmethod
     def build(cls, counts: Counts, K: int, priors: GammaPriors) -> _Problem:
-        from .sampling.kernels import csr as _csr
+        from .data import csr_index as _csr
 
         F, N = counts.shape
         indptr, cols, order = _csr(counts.nz_rows, counts.nz_cols, F)
@@ -612,7 +612,7 @@ def sample_vi(
     RuntimeError
         If the ELBO decreases beyond rounding (a bug).
     """
-    from .sampling.density import check_priors as _check_priors
+    from ._validation import proper_priors as _check_priors
     from .sampling.plan import seed_repr as _seed_repr
     from .sampling.pointwise import pointwise as _pointwise
 
@@ -801,7 +801,7 @@ def sample_vi(
         "psis_draws": psis_draws,
         "random_seed": _seed_repr(random_seed),
     }
-    from . import __version__
+    from ._version import __version__
 
     tree = xr.DataTree.from_dict(groups)
     tree.attrs = {

@@ -25,12 +25,13 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from .._validation import DEFAULT_PRIORS
 from ..align import Normalize
 from ..memory import DEFAULT_MAX_MEMORY
 from ..priors import GammaPriors
 from ..progress import ProgressArg, SamplingProgress
 from .cache import load_callbacks
-from .density import DEFAULT_PRIORS, LogDensity
+from .density import LogDensity
 from .engine import sample_chains
 from .modes import detect_modes
 from .plan import plan_run_memory, seed_plan, settle_arguments

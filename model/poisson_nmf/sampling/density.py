@@ -13,13 +13,12 @@ from typing import Any
 import numpy as np
 from scipy.special import gammaln
 
-from ..data import Counts, as_counts, check_n_components
+from .._validation import DEFAULT_PRIORS, proper_priors
+from ..data import Counts, as_counts, check_n_components, csr_index
 from ..priors import GammaPriors
-from .kernels import PAD, csr, logp_grad, use_dense
+from .kernels import PAD, logp_grad, use_dense
 
-__all__ = ["DEFAULT_PRIORS", "LogDensity", "check_priors", "log_density"]
-
-DEFAULT_PRIORS = GammaPriors()
+__all__ = ["LogDensity", "log_density"]
 
 
 @dataclass(frozen=True)
@@ -59,9 +58,9 @@ class LogDensity:
     ) -> LogDensity:
         """Arrays for the kernel; ``dense=None`` picks the kernel by fill (:func:`use_dense`)."""
         F, N = counts.shape
-        indptr, cols, order = csr(counts.nz_rows, counts.nz_cols, F)
+        indptr, cols, order = csr_index(counts.nz_rows, counts.nz_cols, F)
         vals = np.ascontiguousarray(counts.nz_values[order])
-        m_indptr, m_cols, _ = csr(counts.missing_rows, counts.missing_cols, F)
+        m_indptr, m_cols, _ = csr_index(counts.missing_rows, counts.missing_cols, F)
         aw, bw, ah, bh = (np.ascontiguousarray(a) for a in priors.arrays(F, N, K))
         dense = use_dense(counts) if dense is None else bool(dense)
         masked = bool(counts.has_mask)
@@ -164,16 +163,4 @@ def log_density(
     """
     counts = as_counts(V, mask=mask)
     K = check_n_components(n_components, counts)
-    return LogDensity.build(counts, K, check_priors(priors))
-
-
-def check_priors(priors: Any) -> GammaPriors:
-    """Return ``priors`` if it is a GammaPriors; None (flat, improper) and others are refused."""
-    if priors is None:
-        raise ValueError(
-            "priors=None (flat priors) gives an improper posterior: the scale of each "
-            "component is unbounded; pass priors=GammaPriors(...) to sample"
-        )
-    if not isinstance(priors, GammaPriors):
-        raise TypeError(f"priors must be a GammaPriors, got {type(priors).__name__}")
-    return priors
+    return LogDensity.build(counts, K, proper_priors(priors))

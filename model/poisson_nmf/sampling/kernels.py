@@ -28,7 +28,7 @@ import numpy as np
 from ..data import Counts
 from ..vecmath import FAST, fexp, flog, flog_t
 
-__all__ = ["PAD", "TINY", "TINY32", "csr", "logp_grad", "use_dense"]
+__all__ = ["PAD", "TINY", "TINY32", "logp_grad", "use_dense"]
 
 TINY = 1e-300  # rates are floored here before their log (a normal float64)
 TINY32 = np.float32(1e-30)  # the same in float32 (whose smallest normal is 1.2e-38)
@@ -269,10 +269,3 @@ def use_dense(counts: Counts) -> bool:
     """Whether ``counts`` go through the dense kernel (fill at least a fifth, not huge)."""
     F, N = counts.shape
     return F * N <= _DENSE_MAX_ENTRIES and counts.nz_values.size >= _DENSE_MIN_FILL * F * N
-
-
-def csr(rows: np.ndarray, cols: np.ndarray, F: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Return (indptr, sorted cols, the sorting order) of entries given by row, col."""
-    order = np.lexsort((cols, rows))
-    indptr = np.searchsorted(rows[order], np.arange(F + 1)).astype(np.int64)
-    return indptr, np.ascontiguousarray(cols[order], dtype=np.int64), order

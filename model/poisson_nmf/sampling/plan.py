@@ -15,11 +15,11 @@ from typing import Any
 
 import numpy as np
 
+from .._validation import proper_priors
 from ..align import check_normalize
 from ..data import Counts, as_counts, check_n_components
 from ..memory import MemoryBudgetWarning, MemoryPlan, draws_within, plan_memory, thinning_message
 from ..priors import GammaPriors
-from .density import check_priors
 from .kernels import use_dense
 from .pointwise import pointwise_entries
 from .stopping import StoppingRule, check_rule_args, fixed_record, resume_settings
@@ -92,7 +92,7 @@ def settle_arguments(a: dict[str, Any]) -> RunArgs:
                 f"resume holds {resumed_from} draws per chain: pass a larger "
                 f"{'draws' if draws is not None else 'max_draws'} to continue it"
             )
-    priors = check_priors(a["priors"])
+    priors = proper_priors(a["priors"])
     check_normalize(a["normalize"])
     _check_counts(a["draws"], a["tune"], a["chains"])
     if a["sampler"] not in ("nutpie", "pymc"):

@@ -91,7 +91,7 @@ def map_start(
     The priors enter the fit only when both shapes are at least 1 (a proper MAP);
     otherwise the MAP of flat priors.
     """
-    from ..kl import kl_nmf
+    from ..optim.kl import kl_nmf
 
     kw = {"max_iter": 1000, "tol": 1e-6, "n_restarts": restarts, **map_kwargs}
     shape_ok = all(np.all(np.asarray(getattr(priors, n)) >= 1) for n in ("w_shape", "h_shape"))

@@ -1,6 +1,4 @@
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
@@ -103,22 +101,6 @@ def test_compare_prints_the_check(tmp_path, capsys):
     out = capsys.readouterr().out
     assert out.startswith("MAP versus KL: V is 12 x 9, K = 2, flat priors")
     assert "objective gap after cross-polishing" in out
-
-
-def test_help_for_each_command(capsys):
-    for cmd in ("demo", "fit", "compare", "report"):
-        assert main([cmd, "--help"]) == 0
-        assert f"usage: poisson-nmf {cmd}" in capsys.readouterr().out
-    assert main(["--help"]) == 0
-    out = capsys.readouterr().out
-    assert all(c in out for c in ("demo", "fit", "compare", "report"))
-
-
-def test_module_entry_point_help():
-    out = subprocess.run(
-        [sys.executable, "-m", "poisson_nmf", "--help"], capture_output=True, text=True, check=True
-    )
-    assert "demo" in out.stdout
 
 
 def test_missing_file(tmp_path, capsys):

@@ -48,7 +48,8 @@ step lengths certified row by row and the extrapolation of Ang & Gillis (2019).
 
   Each row's objective decreases, so the log-density increases at every block step
   without a global line search that one badly scaled row would hold back.
-- **Extrapolation** between iterations, as in :func:`poisson_nmf.kl_nmf`:
+- **Extrapolation** between iterations, as in :func:`poisson_nmf.kl_nmf` (the shared
+  :class:`~poisson_nmf.optim.extrapolation.Extrapolation`):
   :math:`\hat W = \max(W_t + β (W_t - W_{t-1}), W_t / 2)` (likewise H), the next
   iteration starts from :math:`(\hat W, \hat H)`, and is discarded (β shrinks) if it
   ends below the log-density of :math:`(W_t, H_t)`.
@@ -81,29 +82,23 @@ import pytensor
 import pytensor.tensor as pt
 from pymc.model.transform.conditioning import remove_value_transforms
 
-from .data import Counts, as_counts, check_n_components
-from .divergence import kl_divergence, loglik_constant
-from .kl import (
-    _BETA0,
-    _ETA,
-    _GAMMA,
-    _GAMMA_MAX,
-    ConvergenceWarning,
-    TrappedZerosWarning,
-    _check_init,
-    _untrap_start,
-    initial_factors,
-)
-from .model import build_model
-from .priors import GammaPriors
+from .._typing import CountsLike, SeedLike
+from .._validation import check_priors
+from ..data import Counts, as_counts, check_n_components
+from ..divergence import kl_divergence, loglik_constant
+from ..exceptions import ConvergenceWarning, TrappedZerosWarning
+from ..model import build_model
+from ..priors import GammaPriors
+from .extrapolation import Extrapolation
+from .starts import check_init, initial_factors, untrap_start
 
-__all__ = ["MAPResult", "fit_map", "pymc_logp_grad"]
+__all__ = ["MAPProblem", "MAPResult", "fit_map", "pymc_logp_grad"]
 
 _FLOOR = 1e-12
 # Hessian blocks: recomputed in the first _FRESH iterations and every _REFRESH after
 _FRESH, _REFRESH = 3, 6
-# ε of the ε-active set at most this fraction of the row's mean entry (fewer calls than
-# 0 or 0.1 and smaller KKT residuals than without the set; benchmarks/README.md)
+# ε of the ε-active set at most this fraction of the row's mean entry (the fewest PyMC
+# calls of the caps tried; benchmarks/README.md, "Figures behind decisions")
 _EPS_CAP = 0.01
 
 # (log-density, gradient w.r.t. W, gradient w.r.t. H) at one point
@@ -146,7 +141,7 @@ class MAPResult:
     n_calls: int = 0
 
 
-class _PyMCDerivatives:
+class PyMCDerivatives:
     """PyMC's log-density of (W, H), its gradient and Hessian-vector products."""
 
     def __init__(self, model: Any, hvp: bool = True) -> None:
@@ -164,35 +159,41 @@ class _PyMCDerivatives:
         self.n_calls = 0
 
     def value_grad(self, W: np.ndarray, H: np.ndarray) -> State:
+        """Return (logp, d logp / dW, d logp / dH) at (W, H)."""
         self.n_calls += 1
         lp, gW, gH = self._value_grad(W, H)
         return float(lp), gW, gH
 
     def hvp_w(self, W: np.ndarray, H: np.ndarray, D: np.ndarray) -> np.ndarray:
+        """Return the Hessian of logp in W (H fixed) times D, shape (F, K)."""
         self.n_calls += 1
         return np.asarray(self._hvp_w(W, H, D))
 
     def hvp_h(self, W: np.ndarray, H: np.ndarray, D: np.ndarray) -> np.ndarray:
+        """Return the Hessian of logp in H (W fixed) times D, shape (K, N)."""
         self.n_calls += 1
         return np.asarray(self._hvp_h(W, H, D))
 
 
-class _Rows:
+class Rows:
     """One block seen as independent rows: the rows of W, or the columns of H.
 
     ``x`` is the block as a (B, K) array: W itself, or H transposed.
     """
 
-    def __init__(self, fn: _PyMCDerivatives, which: str) -> None:
+    def __init__(self, fn: PyMCDerivatives, which: str) -> None:
         self.fn, self.is_w = fn, which == "W"
 
     def get(self, W: np.ndarray, H: np.ndarray) -> np.ndarray:
+        """Return the block as rows: W, or H transposed."""
         return W if self.is_w else H.T
 
     def put(self, W: np.ndarray, H: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Return (W, H) with the block replaced by the rows ``x``."""
         return (np.ascontiguousarray(x), H) if self.is_w else (W, np.ascontiguousarray(x.T))
 
     def grad(self, state: State) -> np.ndarray:
+        """Return the block's rows of the gradient of logp in ``state``."""
         return state[1] if self.is_w else state[2].T
 
     def hvp(self, W: np.ndarray, H: np.ndarray, P: np.ndarray) -> np.ndarray:
@@ -252,8 +253,8 @@ def _omega_star(u: np.ndarray) -> np.ndarray:
     return -u - np.log1p(-u)
 
 
-def _block_step(
-    rows: _Rows,
+def block_step(
+    rows: Rows,
     W: np.ndarray,
     H: np.ndarray,
     state: State,
@@ -317,7 +318,7 @@ def _block_step(
     return W, H, rows.fn.value_grad(W, H)
 
 
-def _kappa(priors: GammaPriors | None, F: int, N: int, K: int) -> float:
+def concordance_kappa(priors: GammaPriors | None, F: int, N: int, K: int) -> float:
     """Half the self-concordance constant of the negative log-density of one row."""
     if priors is None:
         return 1.0
@@ -327,8 +328,23 @@ def _kappa(priors: GammaPriors | None, F: int, N: int, K: int) -> float:
     return float(max(1.0, 1.0 / np.sqrt(a.min() - 1.0))) if a.size else 1.0
 
 
-class _MAPProblem:
-    """One PyMC model with its compiled derivatives, for one or more MAP fits."""
+class MAPProblem:
+    """One PyMC model with its compiled derivatives, for one or more MAP fits.
+
+    :func:`fit_map` builds one per call; :func:`poisson_nmf.compare_map_kl` keeps one
+    to fit twice and to take the gradient at the KL solution, compiling once.
+
+    Parameters
+    ----------
+    counts : Counts
+    K : int
+    priors : GammaPriors or None
+        Shapes >= 1 (checked).
+    likelihood : {"auto", "dense", "sparse"}
+        Form of the PyMC likelihood.
+    hvp : bool
+        Compile the Hessian-vector products too (needed by :meth:`fit`).
+    """
 
     def __init__(
         self,
@@ -338,28 +354,27 @@ class _MAPProblem:
         likelihood: str = "auto",
         hvp: bool = True,
     ) -> None:
-        if priors is not None:
-            priors.check_map()
+        priors = check_priors(priors, need_mode=True)
         F, N = counts.shape
         self.counts, self.K, self.priors = counts, K, priors
         self.likelihood, self.hvp = likelihood, hvp
         self.lo = _FLOOR * float(np.sqrt(counts.total / counts.n_observed / K))
-        self.kappa = _kappa(priors, F, N, K)
+        self.kappa = concordance_kappa(priors, F, N, K)
         self.const = loglik_constant(counts)
         if priors is not None:
             self.const += priors.log_normaliser(F, N, K)
-        self._fn: _PyMCDerivatives | None = None
+        self._fn: PyMCDerivatives | None = None
 
     @property
-    def fn(self) -> _PyMCDerivatives:
+    def fn(self) -> PyMCDerivatives:
         """The compiled functions (built on first use, after the inputs are checked)."""
         if self._fn is None:
             form: Any = self.likelihood
             model = build_model(self.counts, self.K, priors=self.priors, likelihood=form)
-            self._fn = _PyMCDerivatives(model, hvp=self.hvp)
+            self._fn = PyMCDerivatives(model, hvp=self.hvp)
         return self._fn
 
-    def start(self, init: Any, random_seed: Any) -> tuple[np.ndarray, np.ndarray]:
+    def start(self, init: Any, random_seed: SeedLike) -> tuple[np.ndarray, np.ndarray]:
         """Return the validated start (``init`` or the seeded random one), floored."""
         counts, K, (F, N) = self.counts, self.K, self.counts.shape
         if init is None:
@@ -370,15 +385,16 @@ class _MAPProblem:
             else:
                 aw, _, ah, _ = self.priors.arrays(F, N, K)
                 am1_w, am1_h = aw - 1.0, ah - 1.0
-            W, H = _check_init(init, counts, K, am1_w, am1_h)
+            W, H = check_init(init, counts, K, am1_w, am1_h)
             # entries at 0 are floored below, which the Newton steps leave; a dead
             # component (zero column of W or row of H) is a saddle point they do not
-            W, H, msg = _untrap_start(counts, W, H, "cd", am1_w, am1_h)
+            W, H, msg = untrap_start(counts, W, H, "cd", am1_w, am1_h, random_seed)
             if msg is not None:
                 warnings.warn(msg, TrappedZerosWarning, stacklevel=3)
         return self.floored(W, H)
 
     def floored(self, W: np.ndarray, H: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Return (W, H) as contiguous float64 with every entry raised to the floor."""
         return (
             np.ascontiguousarray(np.maximum(W, self.lo), dtype=np.float64),
             np.ascontiguousarray(np.maximum(H, self.lo), dtype=np.float64),
@@ -397,11 +413,11 @@ class _MAPProblem:
         """Maximise the log-density from the floored start (W, H)."""
         fn, lo, kappa, const = self.fn, self.lo, self.kappa, self.const
         calls0 = fn.n_calls
-        rows_w, rows_h = _Rows(fn, "W"), _Rows(fn, "H")
+        rows_w, rows_h = Rows(fn, "W"), Rows(fn, "H")
         state = fn.value_grad(W, H)
         best_W, best_H, best_lp = W, H, state[0]
         prev_W, prev_H = W, H
-        beta, beta_max, extrapolated = _BETA0, 1.0, False
+        ex = Extrapolation()
         A_w = A_h = np.empty(0)
         history: list[float] = []
         converged = False
@@ -410,19 +426,19 @@ class _MAPProblem:
             fresh = it <= _FRESH or (it - 1) % _REFRESH == 0
             if fresh:
                 A_w = rows_w.blocks(W, H)
-            W, H, state = _block_step(rows_w, W, H, state, A_w, fresh, lo, kappa)
+            W, H, state = block_step(rows_w, W, H, state, A_w, fresh, lo, kappa)
             if fresh:
                 A_h = rows_h.blocks(W, H)
-            W, H, state = _block_step(rows_h, W, H, state, A_h, fresh, lo, kappa)
+            W, H, state = block_step(rows_h, W, H, state, A_h, fresh, lo, kappa)
             lp = state[0]
-            if extrapolated and not lp >= best_lp:
+            if ex.pending and not lp >= best_lp:
                 # the extrapolated start did worse: back to the last iterate, damp beta
-                beta_max, beta = beta, beta / _ETA
+                ex.reject()
                 W, H = best_W, best_H
                 state = fn.value_grad(W, H)
-                extrapolated = False
                 history.append(const - best_lp)
                 continue
+            ex.accept()
             gain = lp - best_lp
             prev_W, prev_H, best_W, best_H, best_lp = best_W, best_H, W, H, lp
             history.append(const - lp)
@@ -431,12 +447,9 @@ class _MAPProblem:
             if gain <= tol * max(abs(const - lp), 1.0):
                 converged = True
                 break
-            beta, beta_max = min(beta_max, _GAMMA * beta), min(1.0, _GAMMA_MAX * beta_max)
             # at most halve an entry, never below the floor
-            W = np.maximum(W + beta * (W - prev_W), np.maximum(0.5 * W, lo))
-            H = np.maximum(H + beta * (H - prev_H), np.maximum(0.5 * H, lo))
+            W, H = ex.propose((W, H), (prev_W, prev_H), floor=lo)
             state = fn.value_grad(W, H)
-            extrapolated = True
         if not converged and warn:
             warnings.warn(
                 f"fit_map stopped after max_iter={max_iter} iterations without reaching "
@@ -462,7 +475,7 @@ class _MAPProblem:
 
 
 def pymc_logp_grad(
-    V: Any,
+    V: CountsLike,
     W: np.ndarray,
     H: np.ndarray,
     *,
@@ -493,12 +506,12 @@ def pymc_logp_grad(
     """
     counts = as_counts(V)
     K = check_n_components(np.shape(W)[1])
-    problem = _MAPProblem(counts, K, priors, likelihood, hvp=False)
+    problem = MAPProblem(counts, K, priors, likelihood, hvp=False)
     return problem.fn.value_grad(*problem.floored(W, H))
 
 
 def fit_map(
-    V: Any,
+    V: CountsLike,
     n_components: int,
     *,
     priors: GammaPriors | None = None,
@@ -507,7 +520,7 @@ def fit_map(
     max_iter: int = 500,
     tol: float = 1e-10,
     likelihood: str = "auto",
-    random_seed: int | np.random.Generator | None = None,
+    random_seed: SeedLike = None,
     warn: bool = True,
     callback: Callable[[int, np.ndarray, np.ndarray, float], None] | None = None,
 ) -> MAPResult:
@@ -524,20 +537,19 @@ def fit_map(
         solution. Gamma priors need shapes >= 1 for a mode to exist.
     init : tuple (W0, H0), optional
         Starting point; default a seeded random start
-        (:func:`poisson_nmf.kl.initial_factors`, the same as :func:`kl_nmf` uses).
+        (:func:`poisson_nmf.initial_factors`, the same as :func:`kl_nmf` uses).
         A dead component in it (a zero column of W0 or row of H0, a saddle point that
         no Newton step leaves) is restarted as in :func:`kl_nmf`, with a
-        :class:`~poisson_nmf.kl.TrappedZerosWarning`.
+        :class:`~poisson_nmf.TrappedZerosWarning`.
     mask : array_like of bool, shape (F, N), optional
         ``True`` marks missing entries.
     max_iter : int
         Most outer iterations (each one Newton step on W and one on H).
     tol : float
         Stop when the objective decreased by at most ``tol * max(|objective|, 1)``
-        over one iteration (the rule of :func:`poisson_nmf.kl_nmf`). The default
-        1e-10 leaves a KKT residual (:func:`poisson_nmf.kkt_residual`) of about 1e-6
-        on the digits; 1e-9 stops a few iterations sooner with single rows not yet
-        converged (residuals up to 2e-4).
+        over one iteration (the rule of :func:`poisson_nmf.kl_nmf`). The default is
+        tight because a looser one can stop with single rows far from their optimum
+        (the KKT residuals behind it: ``benchmarks/README.md``, experiments log).
     likelihood : {"auto", "dense", "sparse"}
         Form of the PyMC likelihood (see :func:`build_model`); both are exact.
     random_seed : int, Generator or None
@@ -564,6 +576,6 @@ def fit_map(
     t0 = time.perf_counter()
     counts: Counts = as_counts(V, mask=mask)
     K = check_n_components(n_components)
-    problem = _MAPProblem(counts, K, priors, likelihood)
+    problem = MAPProblem(counts, K, priors, likelihood)
     W, H = problem.start(init, random_seed)
     return problem.fit(W, H, max_iter, tol, warn, callback, t0)

@@ -14,17 +14,18 @@ from __future__ import annotations
 import time
 import warnings
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 from scipy.optimize import linear_sum_assignment
 
-from .data import as_counts, check_n_components
-from .divergence import kl_divergence
-from .fit import MAPResult, _MAPProblem
-from .kl import ConvergenceWarning, KLResult, kl_nmf
-from .priors import GammaPriors
+from .._typing import CountsLike, SeedLike
+from ..data import as_counts, check_n_components
+from ..divergence import kl_divergence
+from ..exceptions import ConvergenceWarning
+from ..priors import GammaPriors
+from .kl import KLResult, kl_nmf
+from .map import MAPProblem, MAPResult
 
 __all__ = ["MAPvsKL", "compare_map_kl", "kkt_residual", "matched_agreement"]
 
@@ -48,7 +49,7 @@ class MAPvsKL:
     kkt_kl_under_map, kkt_map_under_kl : float
         Relative KKT residual (:func:`kkt_residual`) of each solution under the
         other's gradient: the KL solution under the gradient of PyMC's log-density
-        (:func:`poisson_nmf.fit.pymc_logp_grad`), the MAP under the gradient of the
+        (:func:`poisson_nmf.pymc_logp_grad`), the MAP under the gradient of the
         (penalised) KL objective.
     identity_error : float
         max |model logp + objective - constant| / max(|logp|, |constant|) at the MAP
@@ -88,7 +89,7 @@ class MAPvsKL:
 
 
 def kkt_residual(
-    V: Any,
+    V: CountsLike,
     W: np.ndarray,
     H: np.ndarray,
     priors: GammaPriors | None = None,
@@ -193,14 +194,14 @@ def matched_agreement(
 
 
 def compare_map_kl(
-    V: Any,
+    V: CountsLike,
     n_components: int,
     *,
     priors: GammaPriors | None = None,
     init: tuple[np.ndarray, np.ndarray] | None = None,
     max_iter_kl: int = 5000,
     max_iter_map: int = 500,
-    random_seed: int | np.random.Generator | None = None,
+    random_seed: SeedLike = None,
 ) -> MAPvsKL:
     """Fit KL-NMF and the PyMC MAP from one start and check that they agree.
 
@@ -231,7 +232,7 @@ def compare_map_kl(
     counts = as_counts(V)
     K = check_n_components(n_components)
     # one PyMC model, compiled once, for both MAP fits and the gradient at the KL fit
-    problem = _MAPProblem(counts, K, priors)
+    problem = MAPProblem(counts, K, priors)
     W0, H0 = problem.start(init, random_seed)
     t0 = time.perf_counter()
     problem.fn  # noqa: B018 (compile now; the MAP fit's time includes it)

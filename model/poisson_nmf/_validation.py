@@ -1,0 +1,98 @@
+"""Argument checks shared by the public functions, and the default priors.
+
+Each check raises early with a message that names the argument, says what was wrong
+and what to pass instead.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Sequence
+from typing import Any
+
+from .priors import GammaPriors
+
+__all__ = [
+    "DEFAULT_PRIORS",
+    "check_choice",
+    "check_int",
+    "check_positive_int",
+    "check_priors",
+    "proper_priors",
+]
+
+DEFAULT_PRIORS = GammaPriors()
+"""Gamma(1, 1) on every entry of W and H: the default of the model, the sampler, the
+variational fit and calibration. Frozen, so one shared instance is safe as a default."""
+
+
+def check_int(value: Any, name: str, minimum: int) -> int:
+    """Return ``value`` as an int, or raise ``ValueError`` unless it is an integer >= minimum.
+
+    Booleans are refused (``True`` is an int in Python but never a count here).
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def check_positive_int(value: Any, name: str) -> int:
+    """Return ``value`` as an int, or raise ``ValueError`` unless it is an integer >= 1."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def check_choice(value: Any, name: str, choices: Sequence[Any]) -> Any:
+    """Return ``value``, or raise ``ValueError`` unless it is one of ``choices``."""
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {tuple(choices)}, got {value!r}")
+    return value
+
+
+def check_priors(
+    priors: Any, *, allow_flat: bool = True, need_mode: bool = False
+) -> GammaPriors | None:
+    """Validate ``priors``: a :class:`GammaPriors`, or ``None`` (flat) where allowed.
+
+    Parameters
+    ----------
+    priors : GammaPriors or None
+    allow_flat : bool
+        Whether ``None`` (flat priors, maximum likelihood) is accepted. Sampling needs
+        proper priors: flat ones leave the scale of each component unbounded.
+    need_mode : bool
+        Whether every shape must be >= 1 (a MAP, or a point estimate, needs a mode).
+
+    Returns
+    -------
+    GammaPriors or None
+
+    Raises
+    ------
+    TypeError
+        When ``priors`` is neither a :class:`GammaPriors` nor ``None``.
+    ValueError
+        For ``None`` where flat priors are not allowed, or a shape < 1 with
+        ``need_mode``.
+    """
+    if priors is None:
+        if allow_flat:
+            return None
+        raise ValueError(
+            "priors=None (flat priors) gives an improper posterior: the scale of each "
+            "component is unbounded; pass priors=GammaPriors(...) to sample"
+        )
+    if not isinstance(priors, GammaPriors):
+        allowed = "a GammaPriors or None" if allow_flat else "a GammaPriors"
+        raise TypeError(f"priors must be {allowed}, got {type(priors).__name__}")
+    if need_mode:
+        priors.check_map()
+    return priors
+
+
+def proper_priors(priors: Any) -> GammaPriors:
+    """:func:`check_priors` with ``allow_flat=False``, typed as a :class:`GammaPriors`."""
+    checked = check_priors(priors, allow_flat=False)
+    assert checked is not None  # None was refused above
+    return checked
