@@ -189,6 +189,8 @@ def test_independent_draws_pass_every_sampling_check():
     out = json.loads(json.dumps(d.to_dict()))
     by = {c["name"]: c for c in out["checks"]}
     assert by["r_hat"]["threshold"] == {"op": "<=", "value": 1.01, "note": ""}
+    assert by["divergences"]["threshold"] == {"op": "==", "value": 0.0, "note": ""}
+    assert type(by["divergences"]["threshold"]["value"]) is float  # one type in the schema
     assert by["pareto_k"]["threshold"] is None
 
 

@@ -88,6 +88,7 @@ class Threshold:
     def __post_init__(self) -> None:
         if self.op not in _OPS:
             raise ValueError(f"op must be one of {sorted(_OPS)}, got {self.op!r}")
+        object.__setattr__(self, "value", float(self.value))  # one type in the JSON
 
     def holds(self, x: float) -> bool:
         """Whether ``x <op> value``; ``False`` for a value that is not finite."""
