@@ -9,8 +9,16 @@ import scipy.sparse as sp
 import xarray as xr
 
 import poisson_nmf as pnmf
-from poisson_nmf.io import FIT_FORMAT, MODEL_TAG, FitFormatError, read_counts, save_fit
+from poisson_nmf.io import (
+    FIT_FORMAT,
+    FIT_FORMAT_VERSION,
+    MODEL_TAG,
+    FitFormatError,
+    read_counts,
+    save_fit,
+)
 from tests._fits import digits_fit, digits_report
+from tests.diagnostics.trees import hand_tree
 
 
 @pytest.fixture
@@ -87,6 +95,25 @@ def test_fit_of_another_version_is_refused(tmp_path):
     path = _retag(tmp_path, poisson_nmf_version="0.0.1")
     with pytest.raises(FitFormatError, match="written by poisson-nmf 0.0.1"):
         pnmf.load_fit(path)
+
+
+def test_fit_of_an_older_format_is_refused_with_what_to_do(tmp_path):
+    # format 1 held the checks' thresholds as strings; its draws are stored as today
+    assert FIT_FORMAT_VERSION == 2
+    tree = hand_tree()
+    tree.attrs = {"settings": "{}"}
+    path = save_fit(tree, tmp_path / "fit.nc")
+    old = xr.open_datatree(path, engine="h5netcdf").load()
+    old.attrs["format_version"] = 1
+    old.to_netcdf(tmp_path / "old.nc", engine="h5netcdf")  # bypasses save_fit's tag
+    with pytest.raises(FitFormatError, match="in fit format 1, older than .* format 2") as e:
+        pnmf.load_fit(tmp_path / "old.nc")
+    assert "Re-run the fit with this version" in str(e.value)
+    # the way out the message gives: re-save the draws with this version
+    save_fit(xr.open_datatree(tmp_path / "old.nc", engine="h5netcdf").load(), tmp_path / "old.nc")
+    back = pnmf.load_fit(tmp_path / "old.nc")
+    assert back.attrs["format_version"] == 2
+    xr.testing.assert_identical(back["posterior"].to_dataset(), tree["posterior"].to_dataset())
 
 
 def test_fit_of_another_model_is_refused(tmp_path):

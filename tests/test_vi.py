@@ -253,11 +253,12 @@ def test_predictive_at_a_subsample_of_entries_when_large(monkeypatch):
     d = pnmf.diagnose(tree)
     assert d.ppc["n_entries"] == 40 and d.check("pareto_k").severity == "info"
     # the rates at the entries, as diagnose computes them, equal (WH)[row, col]
-    from poisson_nmf.diagnostics import _rates
+    from poisson_nmf.diagnostics import draw_rates
 
     post = tree["posterior"].to_dataset()
-    lam = _rates(post, 0, np.array([0, 1]), ("entry",), pp)
-    W, H = (post[v].values[0, :2].astype(np.float64) for v in ("W", "H"))
+    W32, H32 = (post[v].values[0, :2] for v in ("W", "H"))  # row and column labels 0, 1, ...
+    lam = draw_rates(W32, H32, (rows, cols))
+    W, H = W32.astype(np.float64), H32.astype(np.float64)
     np.testing.assert_allclose(lam, (W @ H)[:, rows, cols], rtol=1e-6)  # float32 draws
 
 

@@ -26,8 +26,9 @@ A fit is the :func:`poisson_nmf.sample_posterior` DataTree written as one netCDF
 ``settings`` (JSON). :func:`load_fit` refuses, with :class:`FitFormatError`, a file that
 is not such a fit, that holds another model, or that another version of poisson-nmf
 wrote: the report of a fit is only re-rendered by the code that made it (install that
-version, or fit again). An optional group ``map_vs_kl`` holds the MAP-versus-KL
-comparison (:func:`comparison_to_dataset`).
+version, or fit again). A fit of an older :data:`FIT_FORMAT_VERSION` is refused with
+what to do (fit again, or re-save its draws with :func:`save_fit`). An optional group
+``map_vs_kl`` holds the MAP-versus-KL comparison (:func:`comparison_to_dataset`).
 """
 
 from __future__ import annotations
@@ -58,7 +59,9 @@ __all__ = [
 ]
 
 FIT_FORMAT = "poisson-nmf-fit"
-FIT_FORMAT_VERSION = 1
+# 2: a check's threshold is {"op", "value", "note"} (a number and an operator), not a
+# string, in diagnostics.json and Diagnosis.to_dict (1: strings such as "<= 1.01")
+FIT_FORMAT_VERSION = 2
 MODEL_TAG = "poisson-gamma-nmf"  # V ~ Poisson(WH), W and H ~ Gamma(shape, rate)
 
 _TEXT = {".csv": ",", ".tsv": "\t", ".tab": "\t", ".txt": "\t"}
@@ -445,6 +448,14 @@ def load_fit(path: str | Path) -> xr.DataTree:
         )
     saved = attrs.get("poisson_nmf_version")
     fmt = int(attrs.get("format_version", -1))
+    if fmt < FIT_FORMAT_VERSION:
+        raise FitFormatError(
+            f"{str(p)!r} is in fit format {fmt}, older than this poisson-nmf {__version__}'s "
+            f"format {FIT_FORMAT_VERSION} (the diagnostics' thresholds are now numbers with "
+            "an operator; the draws are stored as before). Re-run the fit with this version "
+            "(`poisson-nmf fit`), or re-save its draws with this version: "
+            "pnmf.save_fit(xarray.open_datatree(path, engine='h5netcdf').load(), path)"
+        )
     if saved != __version__ or fmt != FIT_FORMAT_VERSION:
         raise FitFormatError(
             f"{str(p)!r} was written by poisson-nmf {saved} (fit format {fmt}); this is "

@@ -75,7 +75,7 @@ from .optim.kl import fit_h
 from .parallel import map_pieces
 from .priors import GammaPriors
 
-__all__ = ["SAMPLER", "diagnose_loadings", "fit_loadings"]
+__all__ = ["SAMPLER", "fit_loadings"]
 
 SAMPLER = (
     "independence Metropolis-Hastings on log H, multivariate-t proposal at the Laplace "
@@ -614,60 +614,3 @@ def _entropy(seed: Any) -> Any:
 
 def _priors_dict(priors: GammaPriors) -> dict:
     return {k: np.asarray(v).tolist() for k, v in asdict(priors).items()}
-
-
-def diagnose_loadings(idata: xr.DataTree, *, r_hat_max: float, ess_min_per_chain: float) -> Any:
-    """Diagnose a :func:`fit_loadings` tree (what :func:`poisson_nmf.diagnose` calls).
-
-    R-hat, bulk and tail ESS and MCSE of every loading, as for a full posterior; the
-    NUTS-only checks (divergences, tree depth, E-BFMI), the modes of W and the
-    predictive checks do not apply and are ``"info"``. A ``method="map"`` tree is a
-    point estimate: every check is ``"info"`` and the verdict ``"ok"``.
-
-    Returns
-    -------
-    poisson_nmf.Diagnosis
-    """
-    from .convergence import entry_table
-    from .diagnostics import Check, Diagnosis, convergence_checks
-
-    post = idata["posterior"].to_dataset()
-    C, D = post.sizes["chain"], post.sizes["draw"]
-    checks: list[Check] = []
-    na = "not applicable to the Metropolis-Hastings sampler of loadings given W"
-    if idata.attrs.get("point_estimate", False) or C * D == 1:
-        H = post["H"].isel(chain=0, draw=0)
-        entries = H.to_dataframe().reset_index()[["component", "column", "H"]]
-        entries = entries.rename(columns={"H": "mean"}).assign(variable="H", row=None)
-        checks.append(
-            Check("point_estimate", "sampling checks", np.nan, "-", True, "info",
-                  "a point estimate (MAP given W): no draws, sampling checks do not apply")
-        )  # fmt: skip
-    else:
-        entries = entry_table(post, ("H",))
-        checks += convergence_checks(entries, C, r_hat_max, ess_min_per_chain, what="loadings")
-        for name in ("divergences", "tree_depth", "ebfmi"):
-            checks.append(Check(name, name.replace("_", " "), np.nan, "-", True, "info", na))
-    checks.append(
-        Check("modes", "posterior modes", np.nan, "-", True, "info",
-              "W is given: with prior shapes >= 1 each column's posterior is log-concave "
-              "in H (one mode); no mode check is made")
-    )  # fmt: skip
-    checks.append(
-        Check("ppc_coverage", "posterior predictive checks", np.nan, "-", True, "info",
-              "not computed for loadings given W")
-    )  # fmt: skip
-    failed = [c for c in checks if not c.passed and c.severity != "info"]
-    verdict = "fail" if any(c.severity == "fail" for c in failed) else "warn" if failed else "ok"
-    return Diagnosis(
-        verdict=verdict,  # type: ignore[arg-type]
-        reasons=tuple(c.detail for c in failed),
-        checks=tuple(checks),
-        entries=entries,
-        n_chains=int(C),
-        n_draws=int(D),
-        ebfmi=[],
-        modes={},
-        loo=None,
-        ppc=None,
-    )

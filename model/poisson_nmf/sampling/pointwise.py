@@ -24,6 +24,7 @@ from scipy.special import gammaln
 from threadpoolctl import threadpool_limits
 
 from ..data import Counts
+from ..diagnostics.ppc import draw_rates
 
 __all__ = [
     "ZERO_SUBSAMPLE_ABOVE",
@@ -116,8 +117,8 @@ def pointwise(
         ch, lo = jobs[j]
         idx = draw_idx[lo : lo + chunk]
         if entries is not None:  # (d, entries): each rate from its row of W, column of H
-            return np.einsum("dek,dke->de", W[ch, idx][:, r, :], H[ch, idx][:, :, c])
-        lam = np.matmul(W[ch, idx], H[ch, idx])  # (d, F, N)
+            return draw_rates(W[ch, idx], H[ch, idx], (r, c))
+        lam = draw_rates(W[ch, idx], H[ch, idx])  # (d, F, N)
         return lam.reshape(len(idx), -1) if full else lam[:, r, c]
 
     def one(j: int) -> None:

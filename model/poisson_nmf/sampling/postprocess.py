@@ -148,7 +148,7 @@ def provenance(
     monitor: Any,
 ) -> dict[str, Any]:
     """Return the tree's attrs: the settings (JSON, enough to replay), modes, timings, versions."""
-    from .. import __version__
+    from .._version import __version__
 
     keep = run.keep
     settings = {

@@ -5,8 +5,9 @@ import pytest
 import xarray as xr
 
 import poisson_nmf as pnmf
-from poisson_nmf.diagnostics import THRESHOLDS, entry_label
+from poisson_nmf.diagnostics import THRESHOLDS, Threshold, entry_label
 from tests._fits import digits_diagnosis, digits_fit, good_fit, short_fit, two_mode_tree
+from tests.diagnostics.trees import with_values
 
 SAMPLING = ("r_hat", "ess_bulk", "ess_tail", "divergences", "ebfmi", "modes")
 
@@ -51,10 +52,10 @@ def test_too_few_draws_fail_on_ess():
 
 def test_thresholds_are_the_literature_ones():
     d = digits_diagnosis()
-    assert d.check("r_hat").threshold == "<= 1.01"
-    assert d.check("ess_bulk").threshold.startswith(">= 200")  # 100 per chain, 2 chains
-    assert d.check("ebfmi").threshold == ">= 0.3"
-    assert d.check("pareto_k").threshold == "<= 0.7"
+    assert d.check("r_hat").threshold == Threshold("<=", 1.01)
+    assert d.check("ess_bulk").threshold == Threshold(">=", 200, "100 per chain")  # 2 chains
+    assert d.check("ebfmi").threshold == Threshold(">=", 0.3)
+    assert d.check("pareto_k").threshold == Threshold("<=", 0.7)
     assert THRESHOLDS["r_hat"] == 1.01
 
 
@@ -148,26 +149,18 @@ def test_one_row_case_is_not_failed_by_rhat():
     assert d.check("ebfmi").passed and np.isfinite(d.check("ebfmi").value)
 
 
-def _with(tree: xr.DataTree, group: str, var: str, values) -> xr.DataTree:
-    t = tree.copy()
-    ds = t[group].to_dataset()
-    ds[var] = (ds[var].dims, values)
-    t[group] = xr.DataTree(ds)
-    return t
-
-
 def test_under_dispersion_is_not_a_warning_over_dispersion_is():
     base = good_fit()
     pp = base["posterior_predictive"]["V"]
     # every replicated count equal to the observed one: p = 1 (under-dispersed)
     same = np.broadcast_to(base["observed_data"]["V"].values, pp.shape).astype(pp.dtype)
-    d = pnmf.diagnose(_with(base, "posterior_predictive", "V", same))
+    d = pnmf.diagnose(with_values(base, "posterior_predictive", "V", same))
     c = d.check("ppc_discrepancy")
     assert c.value == 1.0 and c.passed
     assert "common under the model itself: not a warning" in c.detail
     # observed counts three times larger than the fit: over-dispersed, both checks warn
     big = base["observed_data"]["V"].values * 3 + 5
-    d = pnmf.diagnose(_with(base, "observed_data", "V", big))
+    d = pnmf.diagnose(with_values(base, "observed_data", "V", big))
     assert d.check("ppc_discrepancy").value == 0.0 and not d.check("ppc_discrepancy").passed
     assert "over-dispersed relative to Poisson(WH)" in d.check("ppc_discrepancy").detail
     cov = d.check("ppc_coverage")
@@ -188,7 +181,7 @@ def test_undefined_ebfmi_is_named():
     base = good_fit()
     e = base["sample_stats"]["energy"].values.copy()
     e[0] = 7.0  # constant energy in chain 0: E-BFMI is 0 / 0
-    d = pnmf.diagnose(_with(base, "sample_stats", "energy", e))
+    d = pnmf.diagnose(with_values(base, "sample_stats", "energy", e))
     c = d.check("ebfmi")
     assert not c.passed and c.severity == "fail"
     assert "chains [0] have an undefined E-BFMI" in c.detail
@@ -199,13 +192,13 @@ def test_zero_rates_contribute_zero_to_the_discrepancy():
     base = good_fit()
     W = base["posterior"]["W"].values.copy()
     W[..., 0, :] = 0.0  # row 0's rate is 0 in every draw
-    t = _with(base, "posterior", "W", W)
+    t = with_values(base, "posterior", "W", W)
     obs = base["observed_data"]["V"].values.copy()
     obs[0] = 0
-    t = _with(t, "observed_data", "V", obs)
+    t = with_values(t, "observed_data", "V", obs)
     pp = base["posterior_predictive"]["V"].values.copy()
     pp[..., 0, :] = 0
-    t = _with(t, "posterior_predictive", "V", pp)
+    t = with_values(t, "posterior_predictive", "V", pp)
     d = pnmf.diagnose(t)
     assert np.isfinite(d.ppc["ppp"]) and d.ppc["n_undefined_draws"] == 0
 
