@@ -90,3 +90,30 @@ def test_counts_past_int32_are_kept_exactly():
 def test_bad_layout_is_refused(table):
     with pytest.raises(ValueError, match="layout must be"):
         observed_group(pnmf.as_counts(table), "coo")
+
+
+def test_a_sparse_fit_keeps_its_observed_data_sparse_end_to_end(tmp_path):
+    # sample, diagnose, save, load and report a fit of sparse input: observed_data holds
+    # the non-zeros only, and the predictive checks read its zeros as observed zeros
+    rng = named_rng("sparse_fit")
+    X = rng.poisson(0.3, (20, 15)) * rng.poisson(4.0, (20, 15))
+    X[0, 0] = 5
+    idata = pnmf.sample_posterior(
+        sp.csr_array(X), 2, draws=100, tune=150, chains=2, random_seed=3, pointwise_draws=40
+    )
+    obs = idata["observed_data"].to_dataset()
+    assert observed_layout(obs) == "entries" and obs.sizes["entry"] == int((X > 0).sum())
+    # the predictive group is on the grid here (few entries), the observed data is not:
+    # diagnose pairs them through the labels, so the coverage is the dense fit's
+    d_sparse = pnmf.diagnose(idata)
+    dense = idata.copy()
+    dense["observed_data"] = xr.DataTree(observed_group(pnmf.as_counts(X), "grid"))
+    d_dense = pnmf.diagnose(dense)
+    assert d_sparse.ppc["coverage"] == d_dense.ppc["coverage"]
+    assert d_sparse.ppc["ppp"] == d_dense.ppc["ppp"]
+    path = pnmf.save_fit(idata, tmp_path / "fit.nc")
+    back = pnmf.load_fit(path)
+    _same(observed_counts(back), pnmf.as_counts(X))
+    folder = pnmf.write_report(back, tmp_path / "report")
+    text = (folder / "report.md").read_text()
+    assert f"{int(X.sum())} counts in all" in text

@@ -151,9 +151,17 @@ class MemoryPlan:
 
 
 def _data_bytes(F: int, N: int, nnz: int, dense: bool) -> int:
-    """Bytes of the counts (dense float64 or CSR), the sampler's copies and observed_data."""
+    """Bytes of the counts (dense float64 or CSR), the sampler's copies and observed_data.
+
+    ``observed_data`` is the grid for dense input and the non-zeros with their labels for
+    sparse input (:mod:`poisson_nmf.observed`).
+    """
     cells = F * N
-    return (cells * 8 if dense else nnz * 24) + (cells * 8 if dense else nnz * 16) + cells * 8
+    return (
+        (cells * 8 if dense else nnz * 24)
+        + (cells * 8 if dense else nnz * 16)
+        + (cells * 8 if dense else nnz * 24)
+    )
 
 
 def draws_within(
