@@ -9,7 +9,8 @@ from scipy import stats
 from scipy.special import digamma, gammaln
 
 import poisson_nmf as pnmf
-from poisson_nmf.vi import VIFit, _cavi, _init, _Problem, sample_vi
+from poisson_nmf.vi import VIFit, sample_vi
+from poisson_nmf.vi_cavi import Problem, cavi, initial_q
 from tests._fits import pinned_h_case
 from tests.conftest import named_rng
 
@@ -43,10 +44,10 @@ def elbo_dense(V: np.ndarray, observed: np.ndarray, fit: VIFit, priors: pnmf.Gam
     return float(total + np.where(observed, lik, 0.0).sum())
 
 
-def run_cavi(V, K, mask=None, priors=PRIORS, max_iter=200, seed=0):
+def run_cavi(V, K, mask=None, priors=PRIORS, max_iter=200, seed=0, threads=None):
     counts = pnmf.as_counts(V, mask=mask)
-    prob = _Problem.build(counts, K, priors)
-    return _cavi(prob, _init(prob, np.random.default_rng(seed)), max_iter, 1e-12)
+    prob = Problem.build(counts, K, priors)
+    return cavi(prob, initial_q(prob, np.random.default_rng(seed)), max_iter, 1e-12, threads)
 
 
 @pytest.mark.parametrize("masked", [False, True])
@@ -135,11 +136,11 @@ def test_tree_layout_and_sample_posterior_dispatch():
 
 
 def test_default_draws_bounded_by_memory():
-    from poisson_nmf.vi import _default_draws
+    from poisson_nmf.vi_draws import default_draws
 
-    assert _default_draws(300, 64, 6) == 1000
+    assert default_draws(300, 64, 6) == 1000
     # 5000 x 2000, K = 20: 560 kB a draw in float32, 256 MB of them
-    assert _default_draws(5000, 2000, 20) == 479
+    assert default_draws(5000, 2000, 20) == 479
 
 
 def test_diagnose_on_an_approximation():
@@ -236,9 +237,9 @@ def test_predictive_at_a_subsample_of_entries_when_large(monkeypatch):
 
     The budget is lowered so that a 20 x 15 V is "large": 50 draws x 40 entries.
     """
-    import poisson_nmf.vi as vi
+    import poisson_nmf.vi_draws as vi_draws
 
-    monkeypatch.setattr(vi, "_POINTWISE_VALUES", 2000)
+    monkeypatch.setattr(vi_draws, "POINTWISE_VALUES", 2000)
     V = small_counts("test_predictive_at_a_subsample_of_entries_when_large")
     mask = np.zeros(V.shape, bool)
     mask[:, 0] = True  # column 0 missing: never in the subsample
@@ -261,13 +262,12 @@ def test_predictive_at_a_subsample_of_entries_when_large(monkeypatch):
     np.testing.assert_allclose(lam, (W @ H)[:, rows, cols], rtol=1e-6)  # float32 draws
 
 
-def test_same_result_in_one_thread_or_several(monkeypatch):
-    import poisson_nmf.vi as vi
+def test_same_result_in_one_thread_or_several():
+    from poisson_nmf.vi_cavi import nz_blocks
 
     V = small_counts("test_same_result_in_one_thread_or_several", 40, 30)
-    many = run_cavi(V, 3, max_iter=30)
-    monkeypatch.setattr(vi.os, "cpu_count", lambda: 1)
-    one = run_cavi(V, 3, max_iter=30)
-    assert vi._row_blocks(vi._Problem.build(pnmf.as_counts(V), 3, PRIORS)).size == 9  # 8 blocks
+    many = run_cavi(V, 3, max_iter=30, threads=4)
+    one = run_cavi(V, 3, max_iter=30, threads=1)
+    assert nz_blocks(Problem.build(pnmf.as_counts(V), 3, PRIORS)).size == 9  # 8 blocks
     np.testing.assert_array_equal(many.elbo_trace, one.elbo_trace)
     np.testing.assert_array_equal(many.alpha_h, one.alpha_h)
