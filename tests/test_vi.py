@@ -271,3 +271,77 @@ def test_same_result_in_one_thread_or_several():
     assert nz_blocks(Problem.build(pnmf.as_counts(V), 3, PRIORS)).size == 9  # 8 blocks
     np.testing.assert_array_equal(many.elbo_trace, one.elbo_trace)
     np.testing.assert_array_equal(many.alpha_h, one.alpha_h)
+
+
+def test_screened_restarts_continue_seamlessly():
+    """A run screened for 5 iterations and continued is the run from the same start.
+
+    restarts=1: the one restart is screened for 5 iterations, then continued; with
+    restart_iter=None it runs straight through. The same arithmetic in the same order:
+    bitwise the same q and trace.
+    """
+    V = small_counts("test_screened_restarts_continue_seamlessly")
+    kw = {"draws": 30, "psis_draws": 0, "pointwise_draws": 0, "random_seed": 4}
+    a = sample_vi(V, 2, restarts=1, restart_iter=5, **kw)
+    b = sample_vi(V, 2, restarts=1, restart_iter=None, **kw)
+    for v in a["variational"].data_vars:
+        np.testing.assert_array_equal(a["variational"][v].values, b["variational"][v].values)
+    va, vb = json.loads(a.attrs["vi"]), json.loads(b.attrs["vi"])
+    assert va["elbo_trace"] == vb["elbo_trace"] and va["n_iter"] > 5
+    # three restarts: the two not kept stop at 5 iterations; the kept one goes on
+    c = json.loads(sample_vi(V, 2, restarts=3, restart_iter=5, **kw).attrs["vi"])
+    iters = sorted(r["n_iter"] for r in c["restarts"])
+    assert iters[:2] == [5, 5] and iters[2] > 5
+    best = [r for r in c["restarts"] if r["best"]][0]
+    assert best["elbo_gap"] == 0.0 and c["elbo"] > best["elbo"]  # compared at iteration 5
+    assert all(r["elbo_gap"] >= 0 for r in c["restarts"])
+
+
+def test_importance_resample_reweights_to_the_target():
+    """Proposals from Gamma(2, 1), weights to Gamma(3, 1.5): resampled mean is 2.
+
+    4000 proposals, k-hat small (the target's tail is lighter); the resampled mean has
+    a Monte Carlo sd of about sqrt(var / ESS) ~ 0.03 (var 4/3, ESS ~ 2000): 0.1 is
+    more than 3 sd, and 0.25 away from q's own mean of 2... so also check it moved.
+    """
+    from poisson_nmf.vi_draws import importance_resample
+
+    rng = named_rng("test_importance_resample_reweights_to_the_target")
+    x = rng.gamma(2.0, 1.0, 4000)
+    log_w = stats.gamma(3.0, scale=1 / 1.5).logpdf(x) - stats.gamma(2.0).logpdf(x)
+    idx, info = importance_resample(log_w, 4000, rng)
+    assert info["khat"] < 0.7 and info["n_proposals"] == 4000
+    assert abs(x[idx].mean() - 2.0) < 0.1
+    assert x[idx].std() == pytest.approx(np.sqrt(3.0) / 1.5, rel=0.1)  # target sd 1.15
+    assert x.std() > 1.3  # q's sd is sqrt(2): the spread changed too
+    assert info["n_unique"] < 4000  # with replacement: duplicates
+
+
+def test_resampled_draws_on_the_conjugate_case():
+    """K = 1, H pinned: q is (almost) exact, k-hat < 0.7, so "auto" resamples.
+
+    W normalised to columns summing to one is Dirichlet(a_w + row sums) under the
+    exact posterior (independent Gammas with a common rate): the resampled draws'
+    means match it within Monte Carlo error (400 draws; the sd of each mean is below
+    0.02 / sqrt(ESS ~ 300): 0.01 is several sd).
+    """
+    V, h, a_w, b_w, priors = pinned_h_case("test_resampled_draws_on_the_conjugate_case")
+    kw = {"priors": priors, "draws": 400, "restarts": 1, "pointwise_draws": 0, "random_seed": 2}
+    tree = sample_vi(V, 1, **kw)
+    vi = json.loads(tree.attrs["vi"])
+    assert vi["psis"]["khat"] < 0.7 and vi["resampled"] is True
+    assert vi["resample"]["n_proposals"] == 400 and vi["resample"]["n_unique"] > 200
+    alpha = a_w + V.sum(axis=1)
+    W = tree["posterior"]["W"].values[0, :, :, 0]
+    np.testing.assert_allclose(W.mean(axis=0), alpha / alpha.sum(), atol=0.01)
+    off = sample_vi(V, 1, resample=False, **kw)
+    assert json.loads(off.attrs["vi"])["resampled"] is False
+    assert json.loads(off.attrs["vi"])["resample"] is None
+    # where k-hat is above 0.7, "auto" leaves the draws of q as they are
+    V2 = small_counts("test_resampled_draws_on_the_conjugate_case")
+    far = json.loads(sample_vi(V2, 2, random_seed=0, **FAST).attrs["vi"])
+    assert far["psis"]["khat"] > 0.7 and far["resampled"] is False
+    with pytest.raises(ValueError, match="resample must be 'auto', True or False"):
+        sample_vi(V, 1, resample="yes")
+    with pytest.raises(ValueError, match="restart_iter must be a positive integer"):
+        sample_vi(V, 1, restart_iter=0)

@@ -46,7 +46,8 @@ with the Gamma prior terms and entropies in closed form; the rate sum is
 :math:`\sum_k (\sum_f E[w_{fk}])(\sum_n E[h_{kn}])` less the masked entries. It is
 computed in every iteration's pass (the pass of iteration t gives the bound of the state
 it starts from), stored as ``attrs["vi"]["elbo_trace"]``, and a decrease larger than
-rounding (:data:`poisson_nmf.vi_cavi.ROUNDING` relative) raises ``RuntimeError``.
+rounding (:data:`poisson_nmf.vi_cavi.ROUNDING` times the summed magnitudes of its
+terms) raises ``RuntimeError``.
 
 This bound of the augmented model (q(S) included) is below the ELBO of q(W) q(H) for
 the model itself, :math:`E_q[\log p(V, W, H) - \log q(W, H)]`, by Jensen's inequality
