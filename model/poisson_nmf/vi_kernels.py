@@ -17,7 +17,7 @@ import numpy as np
 from .vecmath import FAST as _FAST
 from .vecmath import flog
 
-__all__ = ["digamma", "masked_sums", "nz_pass", "step"]
+__all__ = ["digamma", "extrapolate", "masked_sums", "nz_pass", "step"]
 
 
 @numba.njit(nogil=True, fastmath=_FAST, error_model="numpy", cache=True)
@@ -143,3 +143,17 @@ def step(
             E[i, k] = e
             total += (a[i, k] - al) * psi - a[i, k] * lb + al - b[i, k] * e + math.lgamma(al)
     return total
+
+
+@numba.njit(nogil=True, error_model="numpy", cache=True)
+def extrapolate(
+    a: np.ndarray, c: np.ndarray, gamma: float, out: np.ndarray, lo: int, hi: int
+) -> None:  # pragma: no cover - compiled
+    """Set out = a (c / a)^gamma on rows lo..hi-1: gamma times the step a -> c, log scale.
+
+    The over-relaxed step of :func:`poisson_nmf.vi_cavi.cavi` (shapes or rates of q; on
+    the log scale they stay positive for any gamma).
+    """
+    for i in range(lo, hi):
+        for k in range(a.shape[1]):
+            out[i, k] = a[i, k] * np.exp(gamma * np.log(c[i, k] / a[i, k]))
