@@ -72,6 +72,7 @@ def run(F: int, N: int, K: int, fill: float, seed: int = 0) -> dict:
         "peak_rss_mb": round(_peak_mb()),
         "stages_s": {k: round(v, 1) for k, v in vi["time_s"].items()},
         "iterations": [r["n_iter"] for r in vi["restarts"]],
+        "passes_kept": vi["n_passes"],
         "converged": vi["converged"],
         "restart_elbo_spread": round(vi["restart_elbo_spread"], 1),
         "restart_max_tv_w": round(vi["restart_max_tv_distance_w"], 3),

@@ -85,13 +85,15 @@ def test_conjugate_q_of_w_with_h_pinned():
     posterior Gamma(a_w + sum_n v_fn, b_w + sum_n h_n) once E[h] = h. H gets the prior
     Gamma(c h_n, c), c = 1e8 (as in test_calibration's conjugate check): E_q[h_n] is
     within ~1e-6 relative of h_n (the data add ~10 counts to a shape of ~1e7), so the
-    rate matches to ~1e-6 and the shape exactly.
+    rate matches to ~1e-6 and the shape exactly (to rounding).
     """
     V, h, a_w, b_w, priors = pinned_h_case("test_conjugate_q_of_w_with_h_pinned")
     tree = sample_vi(V, 1, priors=priors, random_seed=1, **FAST)
     q = tree["variational"]
     np.testing.assert_allclose(q["H_shape"] / q["H_rate"], h[None, :], rtol=1e-5)
-    np.testing.assert_allclose(q["W_shape"].values[:, 0], a_w + V.sum(axis=1), rtol=1e-12)
+    # a plain step gives the shape exactly; an over-relaxed last step (the default) is
+    # q_t (q_c / q_t)^gamma between two states that both have it to ~1e-12: 1e-9
+    np.testing.assert_allclose(q["W_shape"].values[:, 0], a_w + V.sum(axis=1), rtol=1e-9)
     np.testing.assert_allclose(q["W_rate"].values[:, 0], b_w + h.sum(), rtol=1e-5)
     assert json.loads(tree.attrs["vi"])["converged"]
 

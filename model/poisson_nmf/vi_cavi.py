@@ -23,7 +23,7 @@ from .vi_kernels import extrapolate, masked_sums, nz_pass, step
 
 __all__ = [
     "BLOCKS", "GAMMA_MAX", "OVERRELAX", "ROUNDING", "Problem", "VIFit", "cavi",
-    "fit_restarts", "initial_q", "nz_blocks", "run_threads",
+    "WINDOW", "fit_restarts", "initial_q", "nz_blocks", "run_threads",
 ]  # fmt: skip
 
 #: a decrease of the ELBO beyond this many times the sum of its terms' magnitudes is a
@@ -36,6 +36,8 @@ BLOCKS = 8
 #: growth factor of the over-relaxed step in :func:`cavi`, and its largest step
 OVERRELAX = 1.5
 GAMMA_MAX = 20.0
+#: iterations of the convergence rule's window (see :func:`cavi`)
+WINDOW = 10
 
 
 @dataclass(frozen=True)
@@ -195,6 +197,7 @@ def cavi(
     threads: int | None = None,
     overrelax: float = OVERRELAX,
     gamma: float = 1.0,
+    history: Sequence[float] = (),
 ) -> VIFit:
     """Coordinate ascent from ``start`` = (alpha_w, beta_w, alpha_h, beta_h), over-relaxed.
 
@@ -215,7 +218,9 @@ def cavi(
     max_iter : int
         Iterations at most (0: just the ELBO of ``start``).
     tol : float
-        Stop when the relative ELBO increase of an iteration is below this.
+        Stop when the relative ELBO increase over the last ``WINDOW`` iterations is
+        below ``WINDOW x tol`` (its mean per iteration below ``tol``: one slow plain
+        step after a failed over-relaxed try does not stop a run still climbing).
     threads : int, optional
         Threads for the passes; default ``os.cpu_count()`` (at most ``BLOCKS``). The
         result is the same for any number.
@@ -223,6 +228,9 @@ def cavi(
         Growth factor of the step (>= 1; 1: plain coordinate ascent).
     gamma : float
         The step to try first (a run continued: the ``gamma`` it stopped with).
+    history : sequence of float
+        ELBO trace of the run this one continues (its last value is ``start``'s): the
+        window of the convergence rule reaches back into it.
 
     Returns
     -------
@@ -295,6 +303,7 @@ def cavi(
         return bound(factors(q_x, False))[0]
 
     trace: list[float] = []
+    past = [float(x) for x in history[-1 - WINDOW : -1]]
     converged = False
     max_dec = 0.0
     it = n_passes = 0
@@ -328,8 +337,10 @@ def cavi(
                 q_t, q_c = q_c, q_t
                 gamma = overrelax
             it += 1
-            converged = (new - trace[-1]) / abs(new) < tol
             trace.append(new)
+            full = past + trace
+            if len(full) > WINDOW:
+                converged = (new - full[-1 - WINDOW]) / abs(new) < WINDOW * tol
     finally:
         run.close()
     aW, bW = q_t[0], q_t[1]
@@ -384,7 +395,9 @@ def fit_restarts(
     best = int(np.argmax([f.elbo for f in screened]))
     fit = screened[best]
     if not fit.converged and fit.n_iter < max_iter:
-        fit = _join(fit, cavi(prob, fit.q, max_iter - fit.n_iter, tol, threads, gamma=fit.gamma))
+        rest = cavi(prob, fit.q, max_iter - fit.n_iter, tol, threads, gamma=fit.gamma,
+                    history=fit.elbo_trace.tolist())  # fmt: skip
+        fit = _join(fit, rest)
     return fit, screened, best
 
 
