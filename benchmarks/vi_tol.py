@@ -40,7 +40,8 @@ def run(F: int, N: int, K: int, fill: float, seed: int = 0, plain: bool = False)
     tr = fit.elbo_trace
     rel = np.diff(tr) / np.abs(tr[1:])
     cpu = round(time.process_time() - c0, 1)
-    out: dict = {"overrelax": over, "n_iter": fit.n_iter, "n_passes": fit.n_passes,
+    out: dict = {"overrelax": over, "elbo": round(fit.elbo, 1), "n_iter": fit.n_iter,
+                 "n_passes": fit.n_passes,
                  "cpu_s": cpu, "rules": []}  # fmt: skip
     sd = np.sqrt(fit.alpha_w) / fit.beta_w
     Wb = fit.mean_w / fit.mean_w.sum(axis=0)
