@@ -89,7 +89,10 @@ class LogWeights:
 
 
 def _smooth(log_w: np.ndarray) -> tuple[np.ndarray, float]:
-    """Pareto-smoothed, normalised weights (sum 1) of log ratios, and k-hat."""
+    """Pareto-smoothed, normalised weights (sum 1) of log ratios, and k-hat.
+
+    k-hat is inf where the ratios are so spread that the Pareto fit fails.
+    """
     from arviz_stats.base import array_stats
 
     # arviz_stats' psislw smooths the tail of -ary (its input is LOO's -log-likelihood)
@@ -97,6 +100,11 @@ def _smooth(log_w: np.ndarray) -> tuple[np.ndarray, float]:
         warnings.filterwarnings("ignore", message="Estimated shape parameter of Pareto")
         lw, khat = array_stats.psislw(-log_w)
     lw = np.asarray(lw, dtype=np.float64)
+    if not np.isfinite(khat) and np.all(np.isfinite(log_w)):
+        # the Pareto fit fails (NaN) when the log ratios spread over ~1000 nats, so that
+        # one draw holds all the weight: k-hat is then beyond any threshold (inf), and
+        # the raw weights are the weights
+        khat, lw = np.inf, log_w
     w = np.exp(lw - lw.max())
     return w / w.sum(), float(khat)
 
