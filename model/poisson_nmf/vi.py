@@ -300,7 +300,8 @@ def sample_vi(
     if not fit.converged:
         warnings.warn(
             f"the best restart did not converge in max_iter={max_iter} iterations "
-            f"(last relative ELBO change above tol={tol}); raise max_iter",
+            f"(mean relative ELBO change of the last {WINDOW} iterations above tol={tol}); "
+            "raise max_iter",
             ConvergenceWarning,
             stacklevel=2,
         )
