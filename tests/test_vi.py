@@ -375,3 +375,13 @@ def test_overrelaxed_steps_keep_the_elbo_rising_and_save_iterations():
     assert fast.n_iter < plain.n_iter and fast.n_passes <= fast.n_iter + fast.n_iter // 2 + 1
     assert plain.n_passes == plain.n_iter + 1  # no tries: one pass an iteration
     assert fast.elbo == pytest.approx(plain.elbo, rel=1e-6)
+
+
+def test_max_iter_counts_the_screening_and_warns():
+    """max_iter bounds the kept run, its 50 screening iterations included; then a warning."""
+    V = small_counts("test_max_iter_counts_the_screening_and_warns")
+    with pytest.warns(pnmf.ConvergenceWarning, match="last 10 iterations above tol"):
+        tree = sample_vi(V, 2, max_iter=8, tol=1e-15, random_seed=0, **FAST)
+    vi = json.loads(tree.attrs["vi"])
+    assert vi["n_iter"] == 8 and not vi["converged"] and len(vi["elbo_trace"]) == 9
+    assert [r["n_iter"] for r in vi["restarts"]] == [8, 8]  # restart_iter 50 > max_iter
