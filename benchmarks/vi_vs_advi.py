@@ -36,18 +36,18 @@ def mc_elbo(dens, x: np.ndarray, log_q: np.ndarray) -> tuple[float, float]:
 
 
 def gamma_q_draws(fit, S: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    from poisson_nmf.vi import _draw, _log_q
+    from poisson_nmf.vi_draws import draw_q, log_q
 
-    W, H = _draw(fit, S, rng)
+    W, H = draw_q(fit, S, rng)
     x = np.concatenate([np.log(W).reshape(S, -1), np.log(H).reshape(S, -1)], axis=1)
-    return x, _log_q(fit, W, H)
+    return x, log_q(fit, W, H)
 
 
 def run(F: int, N: int, K: int, iters: int, every: int, S: int, seed: int = 0) -> dict:
     import pymc as pm
 
     import poisson_nmf as pnmf
-    from poisson_nmf.vi import _cavi, _init, _Problem
+    from poisson_nmf.vi_cavi import Problem, cavi, initial_q
 
     rng = np.random.default_rng(seed)
     V = rng.poisson(rng.gamma(0.5, 1.0, (F, K)) @ rng.gamma(0.5, 0.6, (K, N)))
@@ -58,13 +58,13 @@ def run(F: int, N: int, K: int, iters: int, every: int, S: int, seed: int = 0) -
 
     # ours: q after t iterations from one start, each run timed from the start
     counts = pnmf.as_counts(V)
-    prob = _Problem.build(counts, K, priors)
-    start = _init(prob, np.random.default_rng(seed))
-    _cavi(prob, start, 1, 1e-15)  # compile outside the timing
+    prob = Problem.build(counts, K, priors)
+    start = initial_q(prob, np.random.default_rng(seed))
+    cavi(prob, start, 1, 1e-15)  # compile outside the timing
     ours = []
     for t in (1, 2, 3, 5, 8, 12, 20, 30, 50, 80, 120, 200, 300, 500, 800):
         t0 = time.perf_counter()
-        fit = _cavi(prob, start, t, 1e-15)
+        fit = cavi(prob, start, t, 1e-15)
         dt = time.perf_counter() - t0
         e, se = mc_elbo(dens, *gamma_q_draws(fit, S, np.random.default_rng(1)))
         ours.append({"iter": fit.n_iter, "time_s": dt, "elbo_mc": e, "se": se})

@@ -32,6 +32,15 @@ the row's sum by a loop over the masked entries (O(n_masked K)). Each step maxim
 the ELBO over one block (q(S), then q(W), then q(H)) with the others fixed, so the
 ELBO never decreases.
 
+Over-relaxed steps (adaptive over-relaxed bound optimisation, Salakhutdinov & Roweis
+2003, "Adaptive overrelaxed bound optimization methods", ICML): coordinate ascent on
+NMF creeps along the directions it couples weakly, so each iteration first tries the
+step from q_t to its coordinate-ascent update q_c made gamma times as long on the log
+scale of every shape and rate, :math:`q_t (q_c / q_t)^γ`. The try is taken if its ELBO
+is at least q_t's, and gamma then grows by 1.5 (at most 20); otherwise q_c is taken
+(its ELBO cannot be lower) and gamma starts again at 1.5. So the ELBO still never
+decreases; a failed try costs one more pass (``attrs["vi"]["n_passes"]`` counts them).
+
 The ELBO
 --------
 With q(S) at its optimum the bound is, exactly,
@@ -46,7 +55,8 @@ with the Gamma prior terms and entropies in closed form; the rate sum is
 :math:`\sum_k (\sum_f E[w_{fk}])(\sum_n E[h_{kn}])` less the masked entries. It is
 computed in every iteration's pass (the pass of iteration t gives the bound of the state
 it starts from), stored as ``attrs["vi"]["elbo_trace"]``, and a decrease larger than
-rounding (:data:`_ROUNDING` relative) raises ``RuntimeError``.
+rounding (:data:`poisson_nmf.vi_cavi.ROUNDING` times the summed magnitudes of its
+terms) raises ``RuntimeError``.
 
 This bound of the augmented model (q(S) included) is below the ELBO of q(W) q(H) for
 the model itself, :math:`E_q[\log p(V, W, H) - \log q(W, H)]`, by Jensen's inequality
@@ -54,21 +64,37 @@ on :math:`\log \sum_k w_{fk} h_{kn}`; that one has no closed form, and a Monte C
 estimate of it from the PSIS draws is ``attrs["vi"]["psis"]["elbo_mc"]`` (the estimator
 ``benchmarks/vi_vs_advi.py`` uses for both methods).
 
-The pass over the non-zeros runs in ``_BLOCKS`` = 8 fixed blocks of rows with about
-equal non-zeros, in threads (the kernel releases the GIL), each block summing into its
-own buffer for H, added in block order: the result is the same for any number of
-threads.
+One iteration is three passes (:mod:`poisson_nmf.vi_cavi`, kernels in
+:mod:`poisson_nmf.vi_kernels`): q(W)'s update with its ELBO terms, the same for q(H),
+and the pass over the non-zeros. Each runs in ``BLOCKS`` = 8 fixed blocks of rows (the
+non-zeros' in blocks of about equal non-zeros), in threads (the kernels release the
+GIL); partial sums, and the non-zero pass's buffers for H, are added in block order, so
+the result is the same for any number of threads. Nothing is allocated per iteration
+but a few length-K sums.
 
-Convergence rule: stop when the relative increase
-:math:`(\mathcal{L}_t - \mathcal{L}_{t-1}) / |\mathcal{L}_t|` is below ``tol`` (default
-1e-6) or after ``max_iter`` iterations (a :class:`poisson_nmf.ConvergenceWarning`).
+Convergence rule: stop when the relative increase over the last 10 iterations,
+:math:`(\mathcal{L}_t - \mathcal{L}_{t-10}) / |\mathcal{L}_t|`, is below ``10 tol``
+(its mean per iteration below ``tol``, default 1e-6), or after ``max_iter`` iterations
+(a :class:`poisson_nmf.ConvergenceWarning`). A window rather than one iteration: a
+plain step after a failed over-relaxed try is several times shorter than the steps
+around it and alone would stop a run still climbing.
+Mean-field coordinate ascent on NMF creeps along the directions it couples weakly
+(components trading mass) long after the ELBO's relative change is small, so a
+looser rule stops visibly short of the state 1e-6 reaches (W columns far apart in
+total variation: ``benchmarks/vi_tol.py``, figures in ``benchmarks/README.md``); the
+default stays at 1e-6.
 
 Restarts, draws and the check against the exact posterior
 ---------------------------------------------------------
-``restarts`` random starts (default 3) each run to convergence; the best ELBO is kept.
-Their spread is reported (ELBO gap to the best, and the largest total-variation distance
-between a restart's aligned, normalised W columns and the best's): a large spread means
-the posterior has several modes and mean-field found one of them.
+``restarts`` random starts (default 3) each run ``restart_iter`` iterations (default
+50); the one with the best ELBO there runs on to convergence, the others stop (a
+screening of starts: the fit costs about ``(restarts - 1) x restart_iter`` iterations
+more than one run, not ``restarts`` runs). ``restart_iter=None`` runs every restart to
+convergence and keeps the best final ELBO. The restarts are compared where the choice
+is made (same iteration count): ELBO gap to the best, and the largest total-variation
+distance between a restart's aligned, normalised W columns and the best's. A large
+spread means the posterior has several modes (or that 50 iterations do not yet tell
+them apart: pass ``restart_iter=None`` to compare converged runs); mean-field found one.
 
 Draws are independent from q, stored as one chain (``chain`` of size 1) in float32:
 (F + N) K x 4 bytes per draw. They are normalised and aligned exactly as NUTS draws
@@ -84,6 +110,13 @@ How wrong q is: Pareto-smoothed importance sampling (Yao, Vehtari, Simpson & Gel
 intervals are not posterior intervals. In the dimensions of matrix factorisation
 ((F + N) K parameters, thousands at least) mean-field q is always far narrower than the
 posterior in some directions, and k-hat is expected to be well above 0.7.
+
+Importance resampling (``resample``; Vehtari et al. 2024, "Pareto smoothed importance
+sampling", JMLR 25): where k-hat is below 0.7 (``"auto"``, the default) the stored
+draws are resampled, with replacement, from as many draws of q by their smoothed
+weights, which makes them approximately posterior draws (duplicates included: their
+number of distinct draws is ``attrs["vi"]["resample"]["n_unique"]``). It costs one exact
+log density per draw, and happens on small or very informative problems only.
 
 What mean-field cannot represent
 --------------------------------
@@ -104,451 +137,43 @@ expectations replace the fixed ``b^w``, ``b^h`` in the β updates.
 from __future__ import annotations
 
 import json
-import math
-import os
 import time
 import warnings
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import asdict
+from typing import Any, Literal
 
-import numba
 import numpy as np
 import xarray as xr
-from scipy.special import gammaln
 
-from .align import Normalize, align_factors
-from .align import check_normalize as _check_normalize
-from .data import Counts, as_counts, check_n_components
+from ._validation import DEFAULT_PRIORS, proper_priors
+from .align import Normalize, align_factors, check_normalize
+from .data import as_counts, check_n_components
 from .exceptions import ConvergenceWarning
+from .observed import observed_group
 from .priors import GammaPriors
-from .vecmath import FAST as _FAST
-from .vecmath import flog
-
-__all__ = ["VIFit", "sample_vi"]
-
-_DEFAULT_PRIORS = GammaPriors()
-# a decrease of the ELBO beyond this many times |ELBO| is a bug, not rounding (the
-# pass sums nnz terms in float64: its rounding error is ~nnz * 1e-16 relative at worst)
-_ROUNDING = 1e-9
-# default number of stored draws: at most this many, and at most this many bytes of them
-_DEFAULT_DRAWS = 1000
-_DRAW_BYTES = 256 * 2**20
-# pointwise groups: at most this many values (draws x observed entries) per group
-_POINTWISE_VALUES = 25_000_000
-_CHUNK = 64  # draws aligned at a time (align_factors works in float64)
-_BLOCKS = 8  # blocks of rows of the pass over the non-zeros (run in threads)
-
-
-# ---------------------------------------------------------------------------------------
-# kernels
-
-
-@numba.njit(nogil=True, fastmath=_FAST, error_model="numpy", cache=True)
-def _nz_pass(
-    L: np.ndarray,
-    M: np.ndarray,
-    indptr: np.ndarray,
-    cols: np.ndarray,
-    vals: np.ndarray,
-    Sw: np.ndarray,
-    Sh: np.ndarray,
-    lo: int,
-    hi: int,
-) -> float:
-    """One pass over the non-zeros of rows lo..hi-1: sum v log (LM), and the ratio sums.
-
-    L (F, K), M (N, K) (H's side transposed); Sw[f, k] = sum_n v / (LM)_fn M[n, k] for
-    the rows f in lo..hi-1 (zeroed here first), Sh[n, k] = sum_f v / (LM)_fn L[f, k] over
-    those rows (Sh zeroed here: one buffer per block of rows). O(nnz K).
-    """
-    K = L.shape[1]
-    Sw[lo:hi] = 0.0
-    Sh[:] = 0.0
-    total = 0.0
-    for f in range(lo, hi):
-        for i in range(indptr[f], indptr[f + 1]):
-            n = cols[i]
-            lam = 0.0
-            for k in range(K):
-                lam += L[f, k] * M[n, k]
-            total += vals[i] * flog(lam)
-            r = vals[i] / lam
-            for k in range(K):
-                Sw[f, k] += r * M[n, k]
-                Sh[n, k] += r * L[f, k]
-    return total
-
-
-@numba.njit(nogil=True, cache=True)
-def _masked_sums(B: np.ndarray, rows: np.ndarray, cols: np.ndarray, out: np.ndarray) -> None:
-    """out[rows[i], k] = sum over masked entries i of B[cols[i], k] (out zeroed here)."""
-    out[:] = 0.0
-    for i in range(rows.size):
-        r, c = rows[i], cols[i]
-        for k in range(out.shape[1]):
-            out[r, k] += B[c, k]
-
-
-@numba.njit(nogil=True, error_model="numpy", cache=True)
-def _digamma(x: float) -> float:
-    """Digamma for x > 0: recurrence up to x >= 10, then the asymptotic series.
-
-    Abramowitz & Stegun 6.3.18 to the x^-12 term: the first term left out, x^-14 / 12,
-    is below 1e-15 for x >= 10.
-    """
-    r = 0.0
-    while x < 10.0:
-        r -= 1.0 / x
-        x += 1.0
-    f = 1.0 / (x * x)
-    t = f * (
-        1 / 12 - f * (1 / 120 - f * (1 / 252 - f * (1 / 240 - f * (1 / 132 - f * 691 / 32760))))
-    )
-    return r + np.log(x) - 0.5 / x - t
-
-
-@numba.njit(nogil=True, error_model="numpy", cache=True)
-def _factor(
-    alpha: np.ndarray, beta: np.ndarray, a: np.ndarray, b: np.ndarray, L: np.ndarray,
-    E: np.ndarray,
-) -> float:  # fmt: skip
-    """Fill L = exp E[log x] and E = E[x] of q = Gamma(alpha, beta); return its ELBO terms.
-
-    The terms: the sum of E_q[log p(x)] + the entropy of q, p = Gamma(a, b), less the
-    prior's normaliser sum a log b - log Gamma(a) (a constant, added once by the caller):
-    (a - alpha) psi(alpha) - a log beta + alpha - b alpha / beta + log Gamma(alpha).
-    """
-    total = 0.0
-    for i in range(alpha.shape[0]):
-        for k in range(alpha.shape[1]):
-            al = alpha[i, k]
-            lb = np.log(beta[i, k])
-            psi = _digamma(al)
-            e = al / beta[i, k]
-            L[i, k] = np.exp(psi - lb)
-            E[i, k] = e
-            total += (a[i, k] - al) * psi - a[i, k] * lb + al - b[i, k] * e + math.lgamma(al)
-    return total
-
-
-# ---------------------------------------------------------------------------------------
-# one coordinate-ascent run
-
-
-@dataclass(frozen=True)
-class VIFit:
-    """One coordinate-ascent run: the Gamma factors of q and how it went.
-
-    Attributes
-    ----------
-    alpha_w, beta_w : numpy.ndarray, shape (F, K)
-        Shapes and rates of q(W).
-    alpha_h, beta_h : numpy.ndarray, shape (K, N)
-        Shapes and rates of q(H).
-    elbo : float
-        The ELBO at the returned q.
-    elbo_trace : numpy.ndarray, shape (n_iter + 1,)
-        The ELBO of every state, the start first.
-    n_iter : int
-    converged : bool
-        Whether the relative ELBO change fell below ``tol``.
-    max_decrease : float
-        Largest relative decrease of the ELBO between iterations (0 if none).
-    """
-
-    alpha_w: np.ndarray
-    beta_w: np.ndarray
-    alpha_h: np.ndarray
-    beta_h: np.ndarray
-    elbo: float
-    elbo_trace: np.ndarray
-    n_iter: int
-    converged: bool
-    max_decrease: float
-
-    @property
-    def mean_w(self) -> np.ndarray:
-        """E_q[W], shape (F, K)."""
-        return self.alpha_w / self.beta_w
-
-    @property
-    def mean_h(self) -> np.ndarray:
-        """E_q[H], shape (K, N)."""
-        return self.alpha_h / self.beta_h
-
-
-@dataclass(frozen=True)
-class _Problem:
-    """Data and priors in the form the kernels take."""
-
-    F: int
-    N: int
-    K: int
-    indptr: np.ndarray
-    cols: np.ndarray
-    vals: np.ndarray
-    m_rows: np.ndarray
-    m_cols: np.ndarray
-    aw: np.ndarray  # (F, K)
-    bw: np.ndarray
-    ah: np.ndarray  # (N, K): H's priors transposed
-    bh: np.ndarray
-    const: float  # -sum log v! + the priors' sum a log b - log Gamma(a)
-
-    @classmethod
-    def build(cls, counts: Counts, K: int, priors: GammaPriors) -> _Problem:
-        from .data import csr_index as _csr
-
-        F, N = counts.shape
-        indptr, cols, order = _csr(counts.nz_rows, counts.nz_cols, F)
-        vals = np.ascontiguousarray(counts.nz_values[order], dtype=np.float64)
-        aw, bw, ah, bh = priors.arrays(F, N, K)
-        # dense (F, K) and, for H, (N, K) = transposed: every kernel runs row-major
-        aw, bw = np.ascontiguousarray(aw), np.ascontiguousarray(bw)
-        ah, bh = np.ascontiguousarray(ah.T), np.ascontiguousarray(bh.T)
-        return cls(
-            F, N, K, indptr, cols, vals,
-            np.ascontiguousarray(counts.missing_rows), np.ascontiguousarray(counts.missing_cols),
-            aw, bw, ah, bh,
-            const=-float(np.sum(gammaln(vals + 1.0))) + priors.log_normaliser(F, N, K),
-        )  # fmt: skip
-
-
-def _init(prob: _Problem, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
-    """Draw a random start: E[w], E[h] ~ c U(0.5, 1.5), c^2 K the mean observed count."""
-    n_obs = prob.F * prob.N - prob.m_rows.size
-    c = np.sqrt(max(float(prob.vals.sum()) / max(n_obs, 1), 1e-12) / prob.K)
-    a0 = 10.0  # a moderately concentrated start; the first update resets every shape
-    Ew = c * rng.uniform(0.5, 1.5, (prob.F, prob.K))
-    Eh = c * rng.uniform(0.5, 1.5, (prob.K, prob.N))
-    return np.full_like(Ew, a0), a0 / Ew, np.full_like(Eh, a0), a0 / Eh
-
-
-def _cavi(
-    prob: _Problem,
-    start: tuple[np.ndarray, ...],
-    max_iter: int,
-    tol: float,
-) -> VIFit:
-    """Coordinate ascent from ``start`` = (alpha_w, beta_w, alpha_h, beta_h).
-
-    H's side is kept transposed, (N, K), so that every kernel runs row-major.
-    """
-    F, N, K = prob.F, prob.N, prob.K
-    aW, bW = (np.array(x, dtype=np.float64) for x in start[:2])
-    aH, bH = (np.ascontiguousarray(np.asarray(x, dtype=np.float64).T) for x in start[2:])
-    L, Ew, Sw = np.empty((F, K)), np.empty((F, K)), np.empty((F, K))
-    M, Eh, Sh = np.empty((N, K)), np.empty((N, K)), np.empty((N, K))
-    # the pass runs in blocks of rows, each with its own Sh, summed in block order: the
-    # result does not depend on how many threads run them
-    bounds = _row_blocks(prob)
-    nb = bounds.size - 1
-    Sh_b = np.empty((nb, N, K))
-    workers = min(nb, os.cpu_count() or 1)
-    ex = ThreadPoolExecutor(max_workers=workers) if workers > 1 else None
-
-    def one(b: int) -> float:
-        return float(_nz_pass(L, M, prob.indptr, prob.cols, prob.vals, Sw, Sh_b[b],
-                              bounds[b], bounds[b + 1]))  # fmt: skip
-
-    def _pass() -> float:
-        liks = list(ex.map(one, range(nb))) if ex is not None else [one(b) for b in range(nb)]
-        np.sum(Sh_b, axis=0, out=Sh)
-        return float(np.sum(liks))
-
-    try:
-        return _iterate(prob, aW, bW, aH, bH, L, Ew, Sw, M, Eh, Sh, _pass, max_iter, tol)
-    finally:
-        if ex is not None:
-            ex.shutdown()
-
-
-def _row_blocks(prob: _Problem) -> np.ndarray:
-    """Bounds of up to ``_BLOCKS`` blocks of rows with about equal non-zeros each.
-
-    Fewer blocks where their Sh buffers (N x K each) would pass 64 MB.
-    """
-    nb = int(min(_BLOCKS, max(1, 64 * 2**20 // (8 * prob.N * prob.K)), prob.F))
-    targets = np.linspace(0, prob.indptr[-1], nb + 1)
-    b = np.searchsorted(prob.indptr, targets, side="left").astype(np.int64)
-    b[0], b[-1] = 0, prob.F
-    return np.unique(np.clip(b, 0, prob.F))
-
-
-def _iterate(prob: _Problem, aW: np.ndarray, bW: np.ndarray, aH: np.ndarray, bH: np.ndarray,
-             L: np.ndarray, Ew: np.ndarray, Sw: np.ndarray, M: np.ndarray, Eh: np.ndarray,
-             Sh: np.ndarray, _pass: Any, max_iter: int, tol: float) -> VIFit:  # fmt: skip
-    """Run the iterations of :func:`_cavi` (``_pass`` fills Sw, Sh from L, M in place)."""
-    masked = prob.m_rows.size > 0
-    corr_w = np.zeros_like(Sw)  # sum over row f's masked entries of E[h_kn]
-    corr_h = np.zeros_like(Sh)  # sum over column n's masked entries of E[w_fk]
-    trace: list[float] = []
-    converged = False
-    max_dec = 0.0
-    it = 0
-    while True:
-        terms = _factor(aW, bW, prob.aw, prob.bw, L, Ew) + _factor(aH, bH, prob.ah, prob.bh, M, Eh)
-        lik = _pass()
-        sH = Eh.sum(axis=0)
-        rate = float(Ew.sum(axis=0) @ sH)
-        if masked:
-            _masked_sums(Eh, prob.m_rows, prob.m_cols, corr_w)
-            rate -= float(np.sum(Ew * corr_w))
-        elbo = lik + prob.const - rate + terms
-        if trace:
-            change = (elbo - trace[-1]) / abs(elbo)
-            max_dec = max(max_dec, -change)
-            if -change > _ROUNDING:
-                raise RuntimeError(
-                    f"the ELBO decreased by {-change:.2e} relative at iteration {it} "
-                    f"({trace[-1]!r} -> {elbo!r}); coordinate ascent cannot do that: a bug"
-                )
-            if change < tol:
-                converged = True
-        trace.append(elbo)
-        if converged or it >= max_iter:
-            break
-        # q(W) given q(S) (this pass's proportions) and q(H)
-        aW = prob.aw + L * Sw
-        bW = prob.bw + (sH - corr_w if masked else sH)
-        # q(H) given the same q(S) and the new q(W)
-        Ew = aW / bW
-        if masked:
-            _masked_sums(Ew, prob.m_cols, prob.m_rows, corr_h)
-        sW = Ew.sum(axis=0)
-        aH = prob.ah + M * Sh
-        bH = prob.bh + (sW - corr_h if masked else sW)
-        it += 1
-    aH, bH = np.ascontiguousarray(aH.T), np.ascontiguousarray(bH.T)
-    return VIFit(aW, bW, aH, bH, trace[-1], np.array(trace), it, converged, max_dec)
-
-
-# ---------------------------------------------------------------------------------------
-# draws and the check against the exact posterior
-
-
-def _log_q(fit: VIFit, W: np.ndarray, H: np.ndarray) -> np.ndarray:
-    """Log density of q on (log W, log H) per draw.
-
-    Sum of alpha log beta - log Gamma(alpha) + alpha u - beta e^u, u = log w.
-    """
-    out = np.zeros(W.shape[0])
-    for A, a, b in ((W, fit.alpha_w, fit.beta_w), (H, fit.alpha_h, fit.beta_h)):
-        c = float(np.sum(a * np.log(b) - gammaln(a)))
-        flat = A.reshape(A.shape[0], -1)
-        out += c + np.log(flat) @ a.ravel() - flat @ b.ravel()
-    return out
-
-
-def _draw(fit: VIFit, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """N independent draws of (W, H) from q, float64, shapes (n, F, K), (n, K, N)."""
-    W = rng.gamma(fit.alpha_w, 1.0 / fit.beta_w, size=(n, *fit.alpha_w.shape))
-    H = rng.gamma(fit.alpha_h, 1.0 / fit.beta_h, size=(n, *fit.alpha_h.shape))
-    # a Gamma draw can underflow to 0 for tiny shapes; the log density needs > 0
-    return np.maximum(W, 1e-300), np.maximum(H, 1e-300)
-
-
-def _psis(
-    counts: Counts, K: int, priors: GammaPriors, fit: VIFit, n: int, rng: np.random.Generator
-) -> dict:
-    """PSIS of q against the exact posterior (Yao et al. 2018): k-hat and the weights' ESS."""
-    from arviz_stats.base import array_stats
-
-    from .sampling.density import LogDensity as _Density
-
-    dens = _Density.build(counts, K, priors)
-    log_w = np.empty(n)
-    g = np.empty(dens.n_dim)
-    for lo in range(0, n, _CHUNK):
-        W, H = _draw(fit, min(_CHUNK, n - lo), rng)
-        lq = _log_q(fit, W, H)
-        for d in range(W.shape[0]):
-            log_w[lo + d] = dens(dens.pack(W[d], H[d]), g) - lq[d]
-    # arviz_stats' psislw smooths the tail of -ary (its input is LOO's -log-likelihood)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Estimated shape parameter of Pareto")
-        lw, khat = array_stats.psislw(-log_w)
-    lw = np.asarray(lw, dtype=np.float64)
-    w = np.exp(lw - lw.max())
-    w /= w.sum()
-    return {
-        "khat": float(khat),
-        "n_draws": int(n),
-        "ess": float(1.0 / np.sum(w**2)),
-        "elbo_mc": float(np.mean(log_w)),
-        "elbo_mc_se": float(np.std(log_w, ddof=1) / np.sqrt(n)) if n > 1 else float("nan"),
-    }
-
-
-# ---------------------------------------------------------------------------------------
-# the public entry point
-
-
-def _predictive_entries(
-    counts: Counts,
-    W: np.ndarray,
-    H: np.ndarray,
-    draw_idx: np.ndarray,
-    n_entries: int,
-    rng: np.random.Generator,
-) -> xr.Dataset:
-    """Predictive counts (int32) at a random subsample of observed entries, dim ``entry``.
-
-    W (1, D, F, K), H (1, D, K, N); the layout of a masked fit's pointwise groups
-    (``entry`` with ``row`` and ``column`` coordinates), so ``diagnose`` reads it the
-    same way. WH is formed at the chosen entries only, never F x N.
-    """
-    F, N = counts.shape
-    rng_e, rng_p = rng.spawn(2)
-    flat = rng_e.choice(F * N, size=min(F * N, 2 * n_entries + 1000), replace=False)
-    if counts.has_mask:
-        flat = flat[~np.isin(flat, counts.missing_rows * N + counts.missing_cols)]
-    flat = np.sort(flat[:n_entries])
-    r, c = flat // N, flat % N
-    pp = np.empty((1, draw_idx.size, flat.size), dtype=np.int32)
-    for lo in range(0, draw_idx.size, 8):
-        idx = draw_idx[lo : lo + 8]
-        lam = np.zeros((idx.size, flat.size))
-        for k in range(W.shape[-1]):
-            lam += W[0, idx][:, r, k] * H[0, idx][:, k, c]
-        pp[0, lo : lo + idx.size] = rng_p.poisson(lam)
-    coords = {"chain": np.arange(1), "draw": draw_idx, "entry": np.arange(flat.size),
-              "row": ("entry", counts.row[r]), "column": ("entry", counts.column[c])}  # fmt: skip
-    return xr.Dataset({"V": (("chain", "draw", "entry"), pp)}, coords=coords)
-
-
-def _observed(counts: Counts) -> xr.DataArray:
-    """V as a dense DataArray (row, column), int32 where the counts allow (else int64).
-
-    Filled from the non-zeros: no float64 F x N copy on the way (``Counts.to_dataarray``
-    makes one), so 20,000 x 5,000 counts take 400 MB here rather than 1.6 GB at peak.
-    """
-    big = counts.nz_values.size and float(counts.nz_values.max()) >= 2**31
-    V = np.zeros(counts.shape, dtype=np.int64 if big else np.int32)
-    V[counts.nz_rows, counts.nz_cols] = counts.nz_values
-    return xr.DataArray(V, dims=("row", "column"), name="V",
-                        coords={"row": counts.row, "column": counts.column})  # fmt: skip
-
-
-def _positive_int(name: str, val: Any) -> int:
-    if isinstance(val, bool) or not isinstance(val, int | np.integer) or val < 1:
-        raise ValueError(f"{name} must be a positive integer, got {val!r}")
-    return int(val)
-
-
-def _default_draws(F: int, N: int, K: int) -> int:
-    per_draw = (F + N) * K * 4  # float32
-    return int(max(1, min(_DEFAULT_DRAWS, _DRAW_BYTES // per_draw)))
+from .vi_cavi import WINDOW, Problem, VIFit, fit_restarts, run_threads
+from .vi_draws import (
+    CHUNK,
+    KHAT_RESAMPLE,
+    LogWeights,
+    default_draws,
+    draw_q,
+    importance_resample,
+    predictive_entries,
+    psis,
+)
+
+__all__ = ["VIFit", "from_sample_posterior", "sample_vi"]
 
 
 def sample_vi(
     V: Any,
     n_components: int,
     *,
-    priors: GammaPriors = _DEFAULT_PRIORS,
+    priors: GammaPriors = DEFAULT_PRIORS,
     draws: int | None = None,
     restarts: int = 3,
+    restart_iter: int | None = 50,
     max_iter: int = 1000,
     tol: float = 1e-6,
     random_seed: Any = None,
@@ -556,6 +181,7 @@ def sample_vi(
     mask: Any = None,
     pointwise_draws: int | None = 500,
     psis_draws: int = 100,
+    resample: bool | Literal["auto"] = "auto",
 ) -> xr.DataTree:
     """Mean-field variational posterior of W and H, as draws in ``sample_posterior``'s layout.
 
@@ -571,13 +197,22 @@ def sample_vi(
         Independent draws from q, stored as one chain in float32. Default: 1000, or
         fewer so that they take at most 256 MB ((F + N) K x 4 bytes each).
     restarts : int
-        Random starts, each run to convergence; the best ELBO is kept.
+        Random starts.
+    restart_iter : int or None
+        Iterations every restart runs before the one with the best ELBO is kept and run
+        on to convergence (the others stop there: the fit costs about ``restarts x
+        restart_iter`` iterations more than one run, not ``restarts`` times one run).
+        ``None``: every restart runs to convergence and the best final ELBO is kept.
+        The restarts' ELBOs and places are compared where the choice is made.
     max_iter : int
-        Iterations per restart at most (a ``ConvergenceWarning`` when reached).
+        Iterations of the kept restart at most, its screening included (a
+        ``ConvergenceWarning`` when reached).
     tol : float
-        Stop when the relative ELBO increase of an iteration is below this.
+        Stop when the relative ELBO increase over the last 10 iterations is below 10
+        times this (its mean per iteration below ``tol``).
     random_seed : int, numpy.random.Generator or None
-        Seeds the starts, the draws, the PSIS draws and the predictive draws.
+        Seeds the starts, the draws, the PSIS draws, the resampling and the predictive
+        draws.
     normalize : {"W", "H"}
         As in :func:`poisson_nmf.sample_posterior`.
     mask : array_like of bool, shape (F, N), optional
@@ -591,6 +226,14 @@ def sample_vi(
     psis_draws : int
         Draws for PSIS k-hat against the exact posterior: 0 (not computed) or at least
         25. Each costs one exact log density, O(nnz K).
+    resample : {"auto", True, False}
+        Importance resampling: the stored draws are ``draws`` draws resampled, with
+        replacement, from as many draws of q by their Pareto-smoothed importance
+        weights against the exact posterior, so that they are approximately posterior
+        draws where q is close enough. ``"auto"``: only where the PSIS k-hat is below
+        0.7 (needs ``psis_draws`` > 0); ``True``: always (above 0.7 they are not
+        posterior draws; ``diagnose`` says so). Costs one exact log density per draw.
+        ``attrs["vi"]["resampled"]`` says whether it was done, ``["resample"]`` how.
 
     Returns
     -------
@@ -601,9 +244,10 @@ def sample_vi(
         ``variational``: q itself, unnormalised, in the components' original order
         (``W_shape``, ``W_rate`` (row, component), ``H_shape``, ``H_rate``);
         ``observed_data``; the pointwise groups. ``attrs``: ``method = "vi"``,
-        ``approximate = True``, ``vi`` (JSON: ELBO trace of the best run, every
-        restart's ELBO, iterations and distance to the best, the convergence rule,
-        PSIS k-hat), ``settings``, ``normalize``, ``sampling_time_s``, ``total_time_s``.
+        ``approximate = True``, ``vi`` (JSON: ELBO trace of the kept run, every
+        restart's ELBO, iterations and distance to the best where the choice was made,
+        the convergence rule, PSIS k-hat, resampling), ``settings``, ``normalize``,
+        ``sampling_time_s``, ``total_time_s``.
 
     Raises
     ------
@@ -612,18 +256,20 @@ def sample_vi(
     RuntimeError
         If the ELBO decreases beyond rounding (a bug).
     """
-    from ._validation import proper_priors as _check_priors
-    from .sampling.plan import seed_repr as _seed_repr
-    from .sampling.pointwise import pointwise as _pointwise
+    from . import vi_draws
+    from .sampling.plan import seed_repr
+    from .sampling.pointwise import pointwise
 
     t_start = time.perf_counter()
     counts = as_counts(V, mask=mask)
     K = check_n_components(n_components, counts)
-    priors = _check_priors(priors)
-    _check_normalize(normalize)
+    priors = proper_priors(priors)
+    check_normalize(normalize)
     F, N = counts.shape
-    draws = _default_draws(F, N, K) if draws is None else _positive_int("draws", draws)
+    draws = default_draws(F, N, K) if draws is None else _positive_int("draws", draws)
     restarts = _positive_int("restarts", restarts)
+    if restart_iter is not None:
+        restart_iter = _positive_int("restart_iter", restart_iter)
     max_iter = _positive_int("max_iter", max_iter)
     if not (isinstance(tol, int | float) and 0 < tol < 1):
         raise ValueError(f"tol must be a number in (0, 1), got {tol!r}")
@@ -642,58 +288,56 @@ def sample_vi(
         raise ValueError(
             f"pointwise_draws must be None or an integer >= 0, got {pointwise_draws!r}"
         )
+    if not (resample == "auto" or isinstance(resample, bool)):
+        raise ValueError(f"resample must be 'auto', True or False, got {resample!r}")
 
     rng = np.random.default_rng(random_seed)
-    rng_starts, rng_draws, rng_psis, rng_pp = rng.spawn(4)
-    prob = _Problem.build(counts, K, priors)
-    fits = []
-    for r in rng_starts.spawn(restarts):
-        fits.append(_cavi(prob, _init(prob, r), max_iter, tol))
-    best = int(np.argmax([f.elbo for f in fits]))
-    fit = fits[best]
+    rng_starts, rng_draws, rng_psis, rng_pp, rng_res = rng.spawn(5)
+    prob = Problem.build(counts, K, priors)
+    fit, screened, best = fit_restarts(
+        prob, rng_starts.spawn(restarts), restart_iter, max_iter, tol
+    )
     if not fit.converged:
         warnings.warn(
             f"the best restart did not converge in max_iter={max_iter} iterations "
-            f"(last relative ELBO change above tol={tol}); raise max_iter",
+            f"(mean relative ELBO change of the last {WINDOW} iterations above tol={tol}); "
+            "raise max_iter",
             ConvergenceWarning,
             stacklevel=2,
         )
+    restart_info = _restart_info(screened, best, fit, normalize)
     W_ref, H_ref = fit.mean_w, fit.mean_h
     ref = align_factors(W_ref, H_ref, W_ref, H_ref, normalize=normalize)
-    restart_info = []
-    for i, f in enumerate(fits):
-        al = align_factors(f.mean_w, f.mean_h, W_ref, H_ref, normalize=normalize)
-        Wn = al.W if normalize == "W" else al.W / al.W.sum(axis=0)
-        Wr = ref.W if normalize == "W" else ref.W / ref.W.sum(axis=0)
-        tv = 0.5 * np.abs(Wn - Wr).sum(axis=0)
-        restart_info.append(
-            {
-                "elbo": f.elbo,
-                "elbo_gap": fit.elbo - f.elbo,
-                "n_iter": f.n_iter,
-                "converged": f.converged,
-                "max_tv_distance_w": float(tv.max()),
-                "best": i == best,
-            }
-        )
     fit_time = time.perf_counter() - t_start
+    t_psis = time.perf_counter()
+    psis_info = psis(counts, K, priors, fit, psis_draws, rng_psis) if psis_draws > 0 else None
     t_draws = time.perf_counter()
+    if resample == "auto":
+        do_resample = psis_info is not None and psis_info["khat"] < KHAT_RESAMPLE
+    else:
+        do_resample = resample
 
     # draws from q, normalised and aligned chunk by chunk (align_factors is float64)
     Wa = np.empty((1, draws, F, K), dtype=np.float32)
     Ha = np.empty((1, draws, K, N), dtype=np.float32)
     perm = np.empty((1, draws, K), dtype=np.int64)
     scale = np.empty((1, draws, K), dtype=np.float64)
-    for lo in range(0, draws, _CHUNK):
-        W, H = _draw(fit, min(_CHUNK, draws - lo), rng_draws)
-        al = align_factors(W, H, W_ref, H_ref, normalize=normalize)
+    log_ratio = LogWeights(counts, K, priors, fit) if do_resample else None
+    log_w = np.empty(draws)
+    for lo in range(0, draws, CHUNK):
+        W, H = draw_q(fit, min(CHUNK, draws - lo), rng_draws)
         hi = lo + W.shape[0]
+        if log_ratio is not None:
+            log_w[lo:hi] = log_ratio(W, H)
+        al = align_factors(W, H, W_ref, H_ref, normalize=normalize)
         Wa[0, lo:hi], Ha[0, lo:hi], perm[0, lo:hi], scale[0, lo:hi] = (
             al.W, al.H, al.permutation, al.scale
         )  # fmt: skip
         del W, H, al
-    t_psis = time.perf_counter()
-    psis = _psis(counts, K, priors, fit, psis_draws, rng_psis) if psis_draws > 0 else None
+    resample_info = None
+    if do_resample:
+        idx, resample_info = importance_resample(log_w, draws, rng_res)
+        Wa, Ha, perm, scale = Wa[:, idx], Ha[:, idx], perm[:, idx], scale[:, idx]
     t_rest = time.perf_counter()
 
     coords = {"row": counts.row, "column": counts.column, "component": np.arange(K)}
@@ -726,24 +370,23 @@ def sample_vi(
             },
             coords=coords,
         ),
-        "observed_data": xr.Dataset({"V": _observed(counts)}),
+        "observed_data": observed_group(counts),
     }
-    if counts.has_mask:
-        groups["observed_data"]["mask"] = (("row", "column"), ~counts.observed())
 
     n_obs = counts.n_observed
     n_pw = draws if pointwise_draws is None else min(pointwise_draws, draws)
     pointwise_note = None
-    if n_pw * n_obs > _POINTWISE_VALUES:
+    budget = vi_draws.POINTWISE_VALUES
+    if n_pw * n_obs > budget:
         # too many entries for all of them: predictive draws at a random subsample of
         # observed entries, for the predictive checks; no log_likelihood group (LOO on
         # a subsample would be the elpd of the subsample, not of V)
         draw_idx = np.unique(np.linspace(0, draws - 1, n_pw).round().astype(int))
-        n_e = _POINTWISE_VALUES // draw_idx.size
-        groups["posterior_predictive"] = _predictive_entries(counts, Wa, Ha, draw_idx, n_e, rng_pp)
+        n_e = budget // draw_idx.size
+        groups["posterior_predictive"] = predictive_entries(counts, Wa, Ha, draw_idx, n_e, rng_pp)
         pointwise_note = (
             f"posterior_predictive at a random subsample of {n_e} of the {n_obs} observed "
-            f"entries ({draw_idx.size} draws, at most {_POINTWISE_VALUES} values); "
+            f"entries ({draw_idx.size} draws, at most {budget} values); "
             "no log_likelihood group (no PSIS-LOO)"
         )
         n_pw = 0
@@ -752,7 +395,7 @@ def sample_vi(
         # the aligned draws give the same WH as the raw ones
         # _pointwise forms WH for a chunk of draws at a time: (chunk, F, N) float32
         chunk = max(1, min(32, 4_000_000 // (F * N)))
-        ll_pw, pp = _pointwise(counts, Wa, Ha, draw_idx, rng_pp, 1, chunk)
+        ll_pw, pp = pointwise(counts, Wa, Ha, draw_idx, rng_pp, 1, chunk)
         pc: dict[str, Any] = {"chain": np.arange(1), "draw": draw_idx}
         if counts.has_mask:
             r_, c_ = np.nonzero(counts.observed())
@@ -767,24 +410,32 @@ def sample_vi(
         groups["log_likelihood"] = xr.Dataset({"V": (dims, ll_pw)}, coords=pc)
         groups["posterior_predictive"] = xr.Dataset({"V": (dims, pp)}, coords=pc)
 
+    screen = "to convergence" if restart_iter is None else f"for {restart_iter} iterations"
     vi_info = {
         "algorithm": "coordinate-ascent mean-field VI on the latent counts (Cemgil 2009)",
         "elbo": fit.elbo,
         "elbo_trace": [float(x) for x in fit.elbo_trace],
         "n_iter": fit.n_iter,
+        "n_passes": fit.n_passes,
         "converged": fit.converged,
-        "convergence_rule": f"relative ELBO increase < tol = {tol} (max_iter = {max_iter})",
+        "convergence_rule": f"relative ELBO increase over the last {WINDOW} iterations < "
+        f"{WINDOW} x tol, tol = {tol} (max_iter = {max_iter})",
         "max_relative_decrease": fit.max_decrease,
+        "restart_rule": f"{restarts} restarts run {screen}; the best ELBO there is kept "
+        "and run on to convergence; their ELBOs and places are compared there",
         "restarts": restart_info,
         "restart_elbo_spread": float(max(r["elbo_gap"] for r in restart_info)),
         "restart_max_tv_distance_w": float(max(r["max_tv_distance_w"] for r in restart_info)),
-        "psis": psis,
+        "psis": psis_info,
+        "resampled": bool(do_resample),
+        "resample": resample_info,
         "pointwise": pointwise_note,
         "draws_dtype": "float32",
+        **run_threads(prob),
         "time_s": {
             "fit": fit_time,
-            "draws": t_psis - t_draws,
-            "psis": t_rest - t_psis,
+            "psis": t_draws - t_psis,
+            "draws": t_rest - t_draws,
             "tree": time.perf_counter() - t_rest,
         },
     }
@@ -794,12 +445,14 @@ def sample_vi(
         "priors": {k: np.asarray(v).tolist() for k, v in asdict(priors).items()},
         "draws": int(draws),
         "restarts": restarts,
+        "restart_iter": restart_iter,
         "max_iter": max_iter,
         "tol": tol,
         "normalize": normalize,
         "pointwise_draws": pointwise_draws,
         "psis_draws": psis_draws,
-        "random_seed": _seed_repr(random_seed),
+        "resample": resample,
+        "random_seed": seed_repr(random_seed),
     }
     from ._version import __version__
 
@@ -818,6 +471,38 @@ def sample_vi(
     return tree
 
 
+def _restart_info(
+    screened: list[VIFit], best: int, fit: VIFit, normalize: Normalize
+) -> list[dict[str, Any]]:
+    """Every restart where the choice was made: ELBO, gap and TV distance to the best's W."""
+    ref_fit = screened[best]
+    W_ref, H_ref = ref_fit.mean_w, ref_fit.mean_h
+    ref = align_factors(W_ref, H_ref, W_ref, H_ref, normalize=normalize)
+    Wr = ref.W if normalize == "W" else ref.W / ref.W.sum(axis=0)
+    out = []
+    for i, f in enumerate(screened):
+        al = align_factors(f.mean_w, f.mean_h, W_ref, H_ref, normalize=normalize)
+        Wn = al.W if normalize == "W" else al.W / al.W.sum(axis=0)
+        tv = 0.5 * np.abs(Wn - Wr).sum(axis=0)
+        out.append(
+            {
+                "elbo": f.elbo,
+                "elbo_gap": ref_fit.elbo - f.elbo,
+                "n_iter": fit.n_iter if i == best else f.n_iter,
+                "converged": fit.converged if i == best else f.converged,
+                "max_tv_distance_w": float(tv.max()),
+                "best": i == best,
+            }
+        )
+    return out
+
+
+def _positive_int(name: str, val: Any) -> int:
+    if isinstance(val, bool) or not isinstance(val, int | np.integer) or val < 1:
+        raise ValueError(f"{name} must be a positive integer, got {val!r}")
+    return int(val)
+
+
 # what sample_posterior(method="vi") passes on; every other argument of sample_posterior
 # only means something for NUTS and is refused when set to other than its default
 _SHARED = ("V", "n_components", "priors", "draws", "random_seed", "normalize", "mask",
@@ -827,7 +512,7 @@ _SHARED = ("V", "n_components", "priors", "draws", "random_seed", "normalize", "
 _IGNORED = ("progress", "max_memory")
 
 
-def _from_sample_posterior(args: dict) -> xr.DataTree:
+def from_sample_posterior(args: dict) -> xr.DataTree:
     """Run :func:`sample_vi` for ``sample_posterior(method="vi", ...)``.
 
     ``args`` are sample_posterior's arguments (its ``locals()`` on entry). An argument

@@ -221,9 +221,9 @@ def sample_posterior(
     """
     args = dict(locals())  # the arguments alone: first thing in the function
     if method != "nuts":
-        from ..vi import _from_sample_posterior
+        from ..vi import from_sample_posterior
 
-        return _from_sample_posterior(args)
+        return from_sample_posterior(args)
     t_start = time.perf_counter()
     run = settle_arguments(args)
     run, mem, pw_entries = plan_run_memory(run)
