@@ -65,6 +65,24 @@ def test_zero_rows_and_columns_warn_and_are_kept():
     assert c.shape == (2, 2)
 
 
+@pytest.mark.parametrize(
+    ("V", "mask"),
+    [
+        (np.array([[1, 0], [0, 0]]), None),
+        (sp.csr_array(np.array([[1, 0], [0, 0]])), None),
+        (np.array([[1, 2], [np.nan, 0]]), np.array([[False, False], [True, False]])),
+        (sp.csr_array(np.array([[1, 2], [np.nan, 0]])), np.array([[0, 0], [1, 0]], bool)),
+    ],
+    ids=["dense", "sparse", "dense-masked", "sparse-masked"],
+)
+def test_zero_rows_warning_points_at_the_public_call(V, mask):
+    # as_counts warns at its caller's caller: the user's line that called the public
+    # function (kl_divergence here), not a line inside the library
+    with pytest.warns(ZeroRowsColumnsWarning) as rec:
+        pnmf.kl_divergence(V, np.ones((2, 2)), mask=mask)
+    assert [w.filename for w in rec] == [__file__]
+
+
 BAD_INPUTS = [
     (
         np.array([[1, -1]]),

@@ -60,7 +60,7 @@ _LAZY: dict[str, str] = {
     "rank_uniformity": "calibration",
     "invariant_quantities": "calibration",
     "select_rank": "rank",
-    "RankSelection": "rank",
+    "RankSelection": "rank_result",
     "fit_loadings": "loadings",
     "PoissonNMF": "estimator",
     "completion_score": "estimator",

@@ -393,152 +393,28 @@ def as_counts(
     if isinstance(V, Counts):
         if mask is None:
             return V
-        if V.has_mask:
-            # a new mask adds to the entries already missing, never replaces them
-            r_new, c_new = _as_missing(mask, V.shape)
-            flat = np.unique(
-                np.concatenate(
-                    [
-                        np.ravel_multi_index((V.missing_rows, V.missing_cols), V.shape),
-                        np.ravel_multi_index((r_new, c_new), V.shape),
-                    ]
-                )
-            )
-            r, c = np.unravel_index(flat, V.shape)
-            mask = sp.coo_array((np.ones(flat.size, dtype=bool), (r, c)), shape=V.shape)
-        V = (
-            V.values
-            if V.is_sparse
-            else xr.DataArray(V.dense(), dims=DIMS, coords={"row": V.row, "column": V.column})
-        )
+        V, mask = _unpack_with_mask(V, mask)
     if isinstance(V, xr.DataArray) and set(V.dims) == {"row", "column"}:
         V = V.transpose("row", "column")  # by name: ("column", "row") is not read by position
     where = _coords_of(V)
     _check_unique(where.row, "row", name)
     _check_unique(where.column, "column", name)
-    values: Any
-    coo: Any = None
-    arr: Any = None
-    if isinstance(V, pd.DataFrame):
-        shape = (int(V.shape[0]), int(V.shape[1]))
-        _check_not_empty(shape, name)
-        sparse_cols = [isinstance(d, pd.SparseDtype) for d in V.dtypes]
-        if V.shape[1] and all(
-            isinstance(d, pd.SparseDtype) and d.fill_value == 0 for d in V.dtypes
-        ):
-            if len({d.subtype for d in V.dtypes}) > 1:  # to_coo needs one subtype
-                V = V.astype(pd.SparseDtype("float64", 0))
-            acc: Any = V.sparse  # pandas-stubs types the accessor as an ellipsis
-            coo = sp.coo_array(acc.to_coo())
-        else:
-            if any(sparse_cols):  # sparse beside dense columns, or a non-zero fill
-                V = V.apply(
-                    lambda s: s.sparse.to_dense() if isinstance(s.dtype, pd.SparseDtype) else s
-                )
-            arr = _frame_values(V, name, where)
-    elif sp.issparse(V):
-        if V.ndim != 2:
-            raise ValueError(f"{name} must be 2-D (rows x columns), got {V.ndim}-D")
-        _check_not_empty((int(V.shape[0]), int(V.shape[1])), name)
-        coo = sp.coo_array(V)
-    else:
-        if isinstance(V, xr.DataArray):
-            arr = np.asarray(V.values)
-        else:
-            if isinstance(V, str | bytes) or V is None:
-                raise TypeError(f"{name} must be a 2-D array of counts, got {type(V).__name__}")
-            arr = np.asarray(V)
-        if arr.ndim != 2:
-            raise ValueError(
-                f"{name} must be 2-D (rows x columns), got {arr.ndim}-D with shape "
-                f"{arr.shape}; reshape it, e.g. V.reshape(1, -1) for a single row"
-            )
-        _check_not_empty((int(arr.shape[0]), int(arr.shape[1])), name)
+    coo, arr = _read_input(V, name, where)
     if coo is not None:
-        _check_dtype(coo.dtype, name)
-        coo.sum_duplicates()
-        shape = (int(coo.shape[0]), int(coo.shape[1]))
-        missing_rc = _as_missing(mask, shape) if mask is not None else None
-        rows_, cols_ = coo.row.astype(np.int64), coo.col.astype(np.int64)
-        data = np.asarray(coo.data)
-        if missing_rc is not None and missing_rc[0].size:
-            # entries under the mask are dropped before validation (NaN allowed there)
-            miss_flat = np.ravel_multi_index(missing_rc, shape)
-            keep = ~np.isin(np.ravel_multi_index((rows_, cols_), shape), miss_flat)
-            rows_, cols_, data = rows_[keep], cols_[keep], data[keep]
-        if data.dtype.kind == "f":
-            nan = np.isnan(data)
-            if nan.any():
-                if missing == "raise":
-                    i = int(np.argmax(nan))
-                    _refuse_missing(int(nan.sum()), name, where(int(rows_[i]), int(cols_[i])))
-                prev = missing_rc or (np.zeros(0, np.int64), np.zeros(0, np.int64))
-                missing_rc = (
-                    np.concatenate([prev[0], rows_[nan]]),
-                    np.concatenate([prev[1], cols_[nan]]),
-                )
-                rows_, cols_, data = rows_[~nan], cols_[~nan], data[~nan]
-        _check_values(data, name, lambda i: where(int(rows_[i]), int(cols_[i])), integer)
-        vals = data.astype(np.float64)
-        nzk = vals != 0
-        rows_, cols_, vals = rows_[nzk], cols_[nzk], vals[nzk]
-        values = sp.csr_array((vals, (rows_, cols_)), shape=shape)
-        order = np.lexsort((cols_, rows_))
-        rows_, cols_, vals = rows_[order], cols_[order], vals[order]
+        values, nz, missing_rc = _sparse_entries(coo, mask, missing, name, where, integer)
     else:
-        _check_dtype(arr.dtype, name)
-        shape = (int(arr.shape[0]), int(arr.shape[1]))
-        ncols = shape[1]
-        flat_where = lambda i: where(i // ncols, i % ncols)  # noqa: E731
-        m = np.zeros(shape, dtype=bool)
-        if mask is not None:
-            m[_as_missing(mask, shape)] = True
-        if arr.dtype.kind == "f":
-            nan = np.isnan(arr) & ~m
-            if nan.any():
-                if missing == "raise":
-                    _refuse_missing(int(nan.sum()), name, flat_where(int(np.argmax(nan))))
-                m |= nan
-        if m.any():
-            arr = np.array(arr, dtype=np.float64 if arr.dtype.kind == "f" else arr.dtype)
-            arr[m] = 0
-        _check_values(arr, name, flat_where, integer)
-        values = np.ascontiguousarray(arr, dtype=np.float64)
-        r, c = np.nonzero(values)
-        rows_, cols_, vals = r.astype(np.int64), c.astype(np.int64), values[r, c]
-        mr, mc = np.nonzero(m)
-        missing_rc = (mr.astype(np.int64), mc.astype(np.int64))
-    F, N = shape
+        values, nz, missing_rc = _dense_entries(arr, mask, missing, name, where, integer)
+    shape = (int(values.shape[0]), int(values.shape[1]))
+    rows_, cols_, vals = nz
     if vals.size == 0 and not allow_all_zero:
-        raise ValueError(
-            f"{name} is all zeros (shape {shape}"
-            + (
-                f", {missing_rc[0].size} entries masked as missing"
-                if missing_rc is not None and missing_rc[0].size
-                else ""
-            )
-            + "); there is nothing to factorise"
-        )
+        _refuse_all_zero(shape, missing_rc, name)
     if missing_rc is None:
         missing_rc = (np.zeros(0, np.int64), np.zeros(0, np.int64))
     elif coo is not None and missing_rc[0].size:
         flat = np.unique(np.ravel_multi_index(missing_rc, shape))
         missing_rc = tuple(a.astype(np.int64) for a in np.unravel_index(flat, shape))  # type: ignore[assignment]
-    row_sums = np.bincount(rows_, minlength=F)
-    col_sums = np.bincount(cols_, minlength=N)
-    empty_r, empty_c = int((row_sums == 0).sum()), int((col_sums == 0).sum())
-    if empty_r or empty_c:
-        warnings.warn(
-            (
-                f"{name} has {empty_r} all-zero row(s) and {empty_c} all-zero column(s)"
-                if not missing_rc[0].size
-                else f"{name} has {empty_r} row(s) and {empty_c} column(s) with no non-zero "
-                "observed count (masked entries are not counted as zeros)"
-            )
-            + "; they are kept (their factors are pushed to zero or to the prior)",
-            ZeroRowsColumnsWarning,
-            stacklevel=3,
-        )
+    _warn_empty_lines(rows_, cols_, shape, bool(missing_rc[0].size), name)
+    F, N = shape
     return Counts(
         values=values,
         nz_rows=rows_,
@@ -549,6 +425,181 @@ def as_counts(
         row=np.arange(F) if where.row is None else where.row,
         column=np.arange(N) if where.column is None else where.column,
     )
+
+
+# ---------------------------------------------------------------------------------------
+# the stages of as_counts
+
+_Entries = tuple[np.ndarray, np.ndarray, np.ndarray]  # rows, columns, values (int64, float64)
+_Missing = tuple[np.ndarray, np.ndarray]  # rows, columns of missing entries (int64)
+
+
+def _unpack_with_mask(counts: Counts, mask: Any) -> tuple[Any, Any]:
+    """Unpack a Counts given a new mask: its values to validate again, the combined mask.
+
+    The new mask adds to the entries already missing, never replaces them. Sparse values
+    come back as they are; dense ones as a DataArray that keeps the coordinates.
+    """
+    if counts.has_mask:
+        r_new, c_new = _as_missing(mask, counts.shape)
+        flat = np.unique(
+            np.concatenate(
+                [
+                    np.ravel_multi_index((counts.missing_rows, counts.missing_cols), counts.shape),
+                    np.ravel_multi_index((r_new, c_new), counts.shape),
+                ]
+            )
+        )
+        r, c = np.unravel_index(flat, counts.shape)
+        mask = sp.coo_array((np.ones(flat.size, dtype=bool), (r, c)), shape=counts.shape)
+    if counts.is_sparse:
+        return counts.values, mask
+    coords = {"row": counts.row, "column": counts.column}
+    return xr.DataArray(counts.dense(), dims=DIMS, coords=coords), mask
+
+
+def _read_input(V: Any, name: str, where: _Where) -> tuple[Any, Any]:
+    """Read V as COO entries (sparse input) or as a dense array, after the shape checks.
+
+    Returns ``(coo, None)`` or ``(None, arr)``; V must be 2-D with rows and columns.
+    """
+    if isinstance(V, pd.DataFrame):
+        return _read_frame(V, name, where)
+    if sp.issparse(V):
+        if V.ndim != 2:
+            raise ValueError(f"{name} must be 2-D (rows x columns), got {V.ndim}-D")
+        _check_not_empty((int(V.shape[0]), int(V.shape[1])), name)
+        return sp.coo_array(V), None
+    if isinstance(V, xr.DataArray):
+        arr = np.asarray(V.values)
+    else:
+        if isinstance(V, str | bytes) or V is None:
+            raise TypeError(f"{name} must be a 2-D array of counts, got {type(V).__name__}")
+        arr = np.asarray(V)
+    if arr.ndim != 2:
+        raise ValueError(
+            f"{name} must be 2-D (rows x columns), got {arr.ndim}-D with shape "
+            f"{arr.shape}; reshape it, e.g. V.reshape(1, -1) for a single row"
+        )
+    _check_not_empty((int(arr.shape[0]), int(arr.shape[1])), name)
+    return None, arr
+
+
+def _read_frame(df: pd.DataFrame, name: str, where: _Where) -> tuple[Any, Any]:
+    """Read a DataFrame: all columns sparse with fill 0 as COO, any other as dense."""
+    _check_not_empty((int(df.shape[0]), int(df.shape[1])), name)
+    sparse_cols = [isinstance(d, pd.SparseDtype) for d in df.dtypes]
+    if df.shape[1] and all(isinstance(d, pd.SparseDtype) and d.fill_value == 0 for d in df.dtypes):
+        if len({d.subtype for d in df.dtypes}) > 1:  # to_coo needs one subtype
+            df = df.astype(pd.SparseDtype("float64", 0))
+        acc: Any = df.sparse  # pandas-stubs types the accessor as an ellipsis
+        return sp.coo_array(acc.to_coo()), None
+    if any(sparse_cols):  # sparse beside dense columns, or a non-zero fill
+        df = df.apply(lambda s: s.sparse.to_dense() if isinstance(s.dtype, pd.SparseDtype) else s)
+    return None, _frame_values(df, name, where)
+
+
+def _sparse_entries(
+    coo: Any, mask: Any, missing: str, name: str, where: _Where, integer: bool
+) -> tuple[Any, _Entries, _Missing | None]:
+    """Validate sparse input's stored entries: CSR values, sorted non-zeros, missing ones.
+
+    Entries under the mask are dropped before validation (NaN allowed there); NaN
+    elsewhere is refused or, with ``missing="mask"``, added to the missing entries
+    (``None`` when there is no mask and no NaN; not yet sorted or unique).
+    """
+    _check_dtype(coo.dtype, name)
+    coo.sum_duplicates()
+    shape = (int(coo.shape[0]), int(coo.shape[1]))
+    missing_rc = _as_missing(mask, shape) if mask is not None else None
+    rows_, cols_ = coo.row.astype(np.int64), coo.col.astype(np.int64)
+    data = np.asarray(coo.data)
+    if missing_rc is not None and missing_rc[0].size:
+        miss_flat = np.ravel_multi_index(missing_rc, shape)
+        keep = ~np.isin(np.ravel_multi_index((rows_, cols_), shape), miss_flat)
+        rows_, cols_, data = rows_[keep], cols_[keep], data[keep]
+    if data.dtype.kind == "f":
+        nan = np.isnan(data)
+        if nan.any():
+            if missing == "raise":
+                i = int(np.argmax(nan))
+                _refuse_missing(int(nan.sum()), name, where(int(rows_[i]), int(cols_[i])))
+            prev = missing_rc or (np.zeros(0, np.int64), np.zeros(0, np.int64))
+            missing_rc = (
+                np.concatenate([prev[0], rows_[nan]]),
+                np.concatenate([prev[1], cols_[nan]]),
+            )
+            rows_, cols_, data = rows_[~nan], cols_[~nan], data[~nan]
+    _check_values(data, name, lambda i: where(int(rows_[i]), int(cols_[i])), integer)
+    vals = data.astype(np.float64)
+    nzk = vals != 0
+    rows_, cols_, vals = rows_[nzk], cols_[nzk], vals[nzk]
+    values = sp.csr_array((vals, (rows_, cols_)), shape=shape)
+    order = np.lexsort((cols_, rows_))
+    return values, (rows_[order], cols_[order], vals[order]), missing_rc
+
+
+def _dense_entries(
+    arr: np.ndarray, mask: Any, missing: str, name: str, where: _Where, integer: bool
+) -> tuple[np.ndarray, _Entries, _Missing]:
+    """Validate a dense array: float64 values (0 where missing), non-zeros, missing ones.
+
+    NaN outside the mask is refused or, with ``missing="mask"``, made missing.
+    """
+    _check_dtype(arr.dtype, name)
+    shape = (int(arr.shape[0]), int(arr.shape[1]))
+    ncols = shape[1]
+    flat_where = lambda i: where(i // ncols, i % ncols)  # noqa: E731
+    m = np.zeros(shape, dtype=bool)
+    if mask is not None:
+        m[_as_missing(mask, shape)] = True
+    if arr.dtype.kind == "f":
+        nan = np.isnan(arr) & ~m
+        if nan.any():
+            if missing == "raise":
+                _refuse_missing(int(nan.sum()), name, flat_where(int(np.argmax(nan))))
+            m |= nan
+    if m.any():
+        arr = np.array(arr, dtype=np.float64 if arr.dtype.kind == "f" else arr.dtype)
+        arr[m] = 0
+    _check_values(arr, name, flat_where, integer)
+    values = np.ascontiguousarray(arr, dtype=np.float64)
+    r, c = np.nonzero(values)
+    mr, mc = np.nonzero(m)
+    entries = (r.astype(np.int64), c.astype(np.int64), values[r, c])
+    return values, entries, (mr.astype(np.int64), mc.astype(np.int64))
+
+
+def _refuse_all_zero(shape: tuple[int, int], missing_rc: _Missing | None, name: str) -> None:
+    raise ValueError(
+        f"{name} is all zeros (shape {shape}"
+        + (
+            f", {missing_rc[0].size} entries masked as missing"
+            if missing_rc is not None and missing_rc[0].size
+            else ""
+        )
+        + "); there is nothing to factorise"
+    )
+
+
+def _warn_empty_lines(
+    rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int], masked: bool, name: str
+) -> None:
+    """Warn (at as_counts' caller's caller, as before) of rows/columns without a non-zero."""
+    empty_r = int((np.bincount(rows, minlength=shape[0]) == 0).sum())
+    empty_c = int((np.bincount(cols, minlength=shape[1]) == 0).sum())
+    if empty_r or empty_c:
+        warnings.warn(
+            (
+                f"{name} has {empty_r} all-zero row(s) and {empty_c} all-zero column(s)"
+                if not masked
+                else f"{name} has {empty_r} row(s) and {empty_c} column(s) with no non-zero "
+                "observed count (masked entries are not counted as zeros)"
+            )
+            + "; they are kept (their factors are pushed to zero or to the prior)",
+            ZeroRowsColumnsWarning,
+            stacklevel=4,  # _warn_empty_lines, as_counts, its caller, the caller's caller
+        )
 
 
 def csr_index(

@@ -69,7 +69,7 @@ import numbers
 import time
 import warnings
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from typing import Any, Literal
 
@@ -85,6 +85,7 @@ from .optim.kl import kl_nmf
 from .parallel import map_pieces, resolve_executor
 from .priors import GammaPriors
 from .progress import ProgressArg
+from .rank_result import RankSelection
 
 __all__ = ["DEFAULT_GRID", "RankSelection", "parse_components", "select_rank"]
 
@@ -96,117 +97,6 @@ _RULES = ("one_se", "best")
 # tables up to this many entries list their zeros; larger ones sample them by rejection
 _ENUMERATE = 20_000_000
 _CV_PRIORS = GammaPriors(w_shape=1.1, w_rate=0.1, h_shape=1.1, h_rate=0.1)
-
-
-@dataclass(frozen=True)
-class RankSelection:
-    """The result of :func:`select_rank`.
-
-    Attributes
-    ----------
-    table : pandas.DataFrame
-        One row per K, in increasing K: ``n_components``, ``elpd``, ``se``,
-        ``elpd_diff`` (>= 0, 0 at the highest elpd), ``se_diff`` (paired),
-        ``n_params`` ((F + N) K); with ``method="loo"`` also ``weight`` (ArviZ's
-        stacking weight), ``p_loo`` and ``n_bad_k`` (entries with Pareto k > 0.7).
-    best : int
-        The chosen K.
-    rule : str
-        How ``best`` was chosen (``"one_se"`` or ``"best"``), in words in
-        :attr:`rule_text`.
-    method : str
-        ``"cv"`` or ``"loo"``.
-    folds : pandas.DataFrame
-        Per-fold values (``method="cv"``): ``repeat``, ``fold``, ``n_components``,
-        ``elpd`` (weighted sum over the fold's held-out entries), ``n_heldout``.
-    wins : pandas.DataFrame
-        Per K: ``fold_wins`` (folds where it had the highest held-out elpd, over all
-        repeats) and ``repeat_wins`` (repeats whose own table chose it by ``rule``).
-        Not applicable, NaN: ``repeat_wins`` with one repeat, both with
-        ``method="loo"`` (no folds).
-    pointwise : numpy.ndarray, shape (n_K, n_entries)
-        The score of every entry scored, per K (averaged over repeats).
-    weights : numpy.ndarray, shape (n_entries,)
-        Each entry's weight in the sums (1 unless subsampled).
-    settings : dict
-        The arguments, JSON-ready.
-    elapsed_s : float
-        Wall time of the whole selection.
-    """
-
-    table: pd.DataFrame
-    best: int
-    rule: str
-    method: str
-    folds: pd.DataFrame
-    wins: pd.DataFrame
-    pointwise: np.ndarray = field(repr=False)
-    weights: np.ndarray = field(repr=False)
-    settings: dict = field(repr=False)
-    elapsed_s: float = 0.0
-
-    @property
-    def rule_text(self) -> str:
-        """The rule that chose :attr:`best`, in words."""
-        if self.rule == "one_se":
-            return "the smallest K whose elpd is within one paired standard error of the best"
-        return "the K with the highest elpd"
-
-    @property
-    def stability(self) -> float:
-        """Share of repeats (or, with one repeat, of folds) whose choice is :attr:`best`."""
-        w = self.wins.set_index("n_components")
-        col = "repeat_wins" if w["repeat_wins"].sum() > 1 else "fold_wins"
-        total = w[col].sum()
-        return float(w[col].get(self.best, 0) / total) if total else float("nan")
-
-    def summary(self) -> str:
-        """Return the table, the choice, the rule and the stability as text."""
-        with pd.option_context("display.float_format", "{:.1f}".format, "display.width", 120):
-            text = self.table.to_string(index=False)
-        w = self.wins[(self.wins["fold_wins"] > 0) | (self.wins["repeat_wins"] > 0)]
-        counts = ", ".join(
-            f"K={k}: {f} fold(s)" + (f", {r} repeat(s)" if self.wins["repeat_wins"].sum() else "")
-            for k, f, r in zip(w["n_components"], w["fold_wins"], w["repeat_wins"], strict=True)
-        )
-        kind = "plug-in MAP cross-validation" if self.method == "cv" else "PSIS-LOO"
-        return (
-            f"{text}\nchosen K = {self.best} ({self.rule_text}; elpd by {kind})\n"
-            f"wins: {counts or 'none'}"
-        )
-
-    def plot(self, ax: Any = None) -> Any:
-        """Plot elpd with +-1 se error bars against K, the chosen K marked.
-
-        Parameters
-        ----------
-        ax : matplotlib.axes.Axes, optional
-            Where to draw (default: a new figure).
-
-        Returns
-        -------
-        matplotlib.axes.Axes
-        """
-        import matplotlib.pyplot as plt
-
-        if ax is None:
-            _, ax = plt.subplots(figsize=(5.5, 3.5))
-        t = self.table
-        ax.errorbar(t["n_components"], t["elpd"], yerr=t["se"], fmt="o-", color="C0",
-                    capsize=3, label="elpd +- se")  # fmt: skip
-        best_row = t[t["n_components"] == self.best].iloc[0]
-        ax.errorbar([self.best], [best_row["elpd"]], yerr=[best_row["se_diff"]], fmt="o",
-                    color="C3", ms=9, capsize=5, label=f"chosen K = {self.best}")  # fmt: skip
-        top = t["elpd"].max()
-        if self.rule == "one_se":
-            ax.axhline(top, color="0.6", lw=0.8, ls="--")
-        ax.set_xlabel("K (components)")
-        label = "held-out elpd (CV, plug-in MAP)" if self.method == "cv" else "elpd (PSIS-LOO)"
-        ax.set_ylabel(label)
-        ax.set_xticks(list(t["n_components"]))
-        ax.legend(loc="lower right", fontsize=8)
-        ax.set_title(f"choosing K: {self.rule_text}", fontsize=8)
-        return ax
 
 
 # ---------------------------------------------------------------------------------------
@@ -607,14 +497,22 @@ def select_rank(
         return _select_loo(counts, ks, priors, rule, n_params, executor, rng, settings,
                            loo_max_entries, sample_kwargs, progress, t0)  # fmt: skip
 
+    return _select_cv(counts, ks, priors, rule, n_params, executor, rng, settings, progress, t0,
+                      folds=folds, n_restarts=n_restarts, n_repeats=n_repeats,
+                      max_iter=max_iter, tol=tol, max_entries=max_entries)  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------
+# the stages of the cross-validation
+
+
+def _select_cv(counts: Counts, ks: list[int], priors: GammaPriors, rule: str,
+               n_params: list[int], executor: Any, rng: np.random.Generator, settings: dict,
+               progress: ProgressArg, t0: float, *, folds: int, n_restarts: int, n_repeats: int,
+               max_iter: int, tol: float, max_entries: int) -> RankSelection:  # fmt: skip
+    """Split, fit every piece, score the held-out entries, tabulate and choose K."""
     splits = [_split(counts, folds, max_entries, r) for r in rng.spawn(n_repeats)]
-    seeds = np.random.SeedSequence(int(rng.integers(2**63))).spawn(n_repeats * len(ks) * folds)
-    pieces: list[_CVPiece] = []
-    for rep, s in enumerate(splits):
-        for K in ks:
-            for f in range(folds):
-                sel = s.fold == f
-                pieces.append(_CVPiece(rep, K, f, s.flat[sel], s.values[sel], seeds[len(pieces)]))
+    pieces = _cv_pieces(splits, ks, folds, rng)
     fn = partial(_cv_piece, counts=counts, priors=priors, n_restarts=n_restarts,
                  max_iter=int(max_iter), tol=float(tol))  # fmt: skip
     out = map_pieces(fn, pieces, executor=executor, progress=progress, desc="rank: fits")
@@ -624,19 +522,9 @@ def select_rank(
             f"{n_unconverged} of {len(out)} fits stopped at max_iter={max_iter} before "
             f"converging (tol={tol}); raise max_iter if the table looks noisy",
             ConvergenceWarning,
-            stacklevel=2,
+            stacklevel=3,  # _select_cv, select_rank, its caller
         )
-    # pointwise scores per repeat, laid out like the split's entries
-    lp = np.zeros((n_repeats, len(ks), splits[0].flat.size))
-    rows = []
-    for p, (score, _) in zip(pieces, out, strict=True):
-        s = splits[p.repeat]
-        sel = np.flatnonzero(s.fold == p.fold)
-        lp[p.repeat, ks.index(p.K), sel] = score
-        elpd = float(score @ s.weights[sel])
-        rows.append({"repeat": p.repeat, "fold": p.fold, "n_components": p.K, "elpd": elpd,
-                     "n_heldout": int(sel.size)})  # fmt: skip
-    per_fold = pd.DataFrame(rows)
+    lp, per_fold = _cv_scores(splits, ks, pieces, [score for score, _ in out])
     repeat_choice = []
     if n_repeats > 1:
         # entries differ between repeats only when subsampled; then each repeat's own
@@ -661,6 +549,39 @@ def select_rank(
     return RankSelection(table=table, best=best, rule=rule, method="cv", folds=per_fold,
                          wins=wins, pointwise=pointwise, weights=weights, settings=settings,
                          elapsed_s=time.perf_counter() - t0)  # fmt: skip
+
+
+def _cv_pieces(
+    splits: list[_Split], ks: list[int], folds: int, rng: np.random.Generator
+) -> list[_CVPiece]:
+    """One piece per repeat, K and fold, each with its own seed spawned beforehand."""
+    seeds = np.random.SeedSequence(int(rng.integers(2**63))).spawn(len(splits) * len(ks) * folds)
+    pieces: list[_CVPiece] = []
+    for rep, s in enumerate(splits):
+        for K in ks:
+            for f in range(folds):
+                sel = s.fold == f
+                pieces.append(_CVPiece(rep, K, f, s.flat[sel], s.values[sel], seeds[len(pieces)]))
+    return pieces
+
+
+def _cv_scores(
+    splits: list[_Split], ks: list[int], pieces: list[_CVPiece], scores: list[np.ndarray]
+) -> tuple[np.ndarray, pd.DataFrame]:
+    """Pointwise scores per repeat, shape (n_repeats, n_K, n_scored), and per-fold elpd.
+
+    The pointwise scores are laid out like each repeat's split entries.
+    """
+    lp = np.zeros((len(splits), len(ks), splits[0].flat.size))
+    rows = []
+    for p, score in zip(pieces, scores, strict=True):
+        s = splits[p.repeat]
+        sel = np.flatnonzero(s.fold == p.fold)
+        lp[p.repeat, ks.index(p.K), sel] = score
+        elpd = float(score @ s.weights[sel])
+        rows.append({"repeat": p.repeat, "fold": p.fold, "n_components": p.K, "elpd": elpd,
+                     "n_heldout": int(sel.size)})  # fmt: skip
+    return lp, pd.DataFrame(rows)
 
 
 def _wins(ks: list[int], per_fold: pd.DataFrame, repeat_choice: list[int]) -> pd.DataFrame:
