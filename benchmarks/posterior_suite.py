@@ -152,6 +152,8 @@ def run_sample_posterior(V, p, priors, seed, settings):
     out = _judge(tree["posterior"].to_dataset(), tree["sample_stats"], p.chains)
     out["wall_s"] = wall
     out["draws"] = tree["posterior"].sizes["draw"]
+    out["n_steps"] = float(tree["sample_stats"]["n_steps"].mean())
+    out["target_accept"] = json.loads(tree.attrs["sampler"]).get("target_accept_schedule")
     ref = tree["reference"]
     return out, (ref["W"].values, ref["H"].values)
 
@@ -233,7 +235,8 @@ def main(argv=None):
         rows.append(row)
         print(json.dumps(row), flush=True)
     cols = ["problem", "shape", "K", "params", "sp_clean", "sp_divergences", "sp_max_rhat",
-            "sp_min_ess", "sp_draws", "sp_wall_s", "sp_ess_per_s"]  # fmt: skip
+            "sp_min_ess", "sp_draws", "sp_wall_s", "sp_ess_per_s", "sp_target_accept",
+            "sp_n_steps"]  # fmt: skip
     if not a.no_peer:
         cols += ["peer_clean", "peer_divergences", "peer_max_rhat", "peer_min_ess",
                  "peer_wall_s", "peer_ess_per_s", "ratio"]  # fmt: skip

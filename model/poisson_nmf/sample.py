@@ -1168,13 +1168,19 @@ def _run_nutpie(
     ys = [coords.to_y(x0) for x0 in starts]
     model = _compile_nutpie(dens, ys[0], coords, single)
     info["kernel"] = "float32" if model.user_data[_UD_SINGLE] else "float64"
-    if monitor is None:
-        runs = _run_chains(model, ys, seeds, draws, tune, cores, kw, progress, done, True)
-    else:
-        from .stopping import run_until
+    from .adaptation import TargetAcceptSchedule, settle_final_stage
+    from .stopping import run_until
 
-        runs = run_until(model, ys, seeds, tune, cores, kw, monitor, progress, done)
-        draws = runs[0][0].shape[0]
+    def final(kw: dict) -> list[tuple[np.ndarray, xr.Dataset]]:
+        if monitor is None:
+            return _run_chains(model, ys, seeds, draws, tune, cores, kw, progress, done, True)
+        return run_until(model, ys, seeds, tune, cores, kw, monitor, progress, done)
+
+    schedule = TargetAcceptSchedule.from_nuts_kwargs(nuts_kwargs)
+    status = progress.status if progress is not None else None
+    runs = settle_final_stage(final, kw, schedule, monitor, status)
+    info.update(schedule.to_info())
+    draws = runs[0][0].shape[0]
     out = []
     for x, st in runs:
         W = np.exp(x[:, :nW]).reshape(draws, F, K)
