@@ -20,11 +20,20 @@ Where nothing diverges the first attempt is kept as it is: no extra cost, and th
 draws as before this rule existed. A ``target_accept`` given in ``nuts_kwargs`` is
 respected: that one attempt, no escalation.
 
+With the stopping rule (``draws=None``) an attempt that is not the last is stopped at
+its first diverging kept draw (``stopping.run_until``'s ``abort_on_divergence``); it
+would be discarded anyway, so the decision is the same and the rest of it is saved.
+
 Every attempt is recorded in ``attrs["sampler"]``: ``"target_accept_schedule"`` (the
 values tried, in order), ``"target_accept"`` (the one whose draws were kept),
 ``"adaptation_attempts"`` (per attempt: target_accept, kept-draw divergences, draws per
-chain) and ``"target_accept_rule"`` (why: ``"escalate_on_divergence"`` or
+chain; an attempt stopped at its first divergence has ``"stopped_at_first_divergence"``
+and counts 1) and ``"target_accept_rule"`` (why: ``"escalate_on_divergence"`` or
 ``"user"``).
+
+Resuming (``resume=``) replays the chains with this rule again; a longer replay can
+see a divergence the stored run did not reach and escalate differently, in which case
+the stored draws do not come out again and ``stopping.check_replay`` warns.
 
 Reference: Betancourt (2017), *A Conceptual Introduction to Hamiltonian Monte Carlo*,
 section 6.2 (divergences and their remedy by a smaller step size).
@@ -40,6 +49,7 @@ import numpy as np
 
 __all__ = [
     "DEFAULT_TARGET_ACCEPT",
+    "DivergedAttempt",
     "TARGET_ACCEPT_LADDER",
     "TargetAcceptSchedule",
     "count_divergences",
@@ -53,6 +63,20 @@ TARGET_ACCEPT_LADDER: tuple[float, ...] = (0.8, 0.9, 0.95, 0.99)
 
 # one chain's result from the final stage: draws of x (d, n) and its sample stats
 Run = tuple[np.ndarray, Any]
+
+
+class DivergedAttempt(Exception):
+    """Raised by a final stage stopped early because a draw it would keep diverged.
+
+    Parameters
+    ----------
+    draws : int
+        Draws per chain when it was stopped (the first diverging one included).
+    """
+
+    def __init__(self, draws: int) -> None:
+        super().__init__(f"a kept draw diverged within the first {draws} draws")
+        self.draws = int(draws)
 
 
 def count_divergences(runs: Sequence[Run]) -> int:
@@ -129,15 +153,18 @@ class TargetAcceptSchedule:
             return base
         return {**base, "target_accept": self.ladder[i]}
 
-    def add(self, target_accept: float, divergences: int, draws: int) -> None:
-        """Record one attempt."""
-        self.attempts.append(
-            {
-                "target_accept": float(target_accept),
-                "divergences": int(divergences),
-                "draws_per_chain": int(draws),
-            }
-        )
+    def add(
+        self, target_accept: float, divergences: int, draws: int, stopped_early: bool = False
+    ) -> None:
+        """Record one attempt (``stopped_early``: at its first kept divergence)."""
+        a = {
+            "target_accept": float(target_accept),
+            "divergences": int(divergences),
+            "draws_per_chain": int(draws),
+        }
+        if stopped_early:
+            a["stopped_at_first_divergence"] = True
+        self.attempts.append(a)
 
     def to_info(self) -> dict[str, Any]:
         """Return the keys this rule adds to ``attrs["sampler"]``."""
@@ -160,7 +187,7 @@ def _reset_monitor(monitor: Any) -> None:
 
 
 def settle_final_stage(
-    run: Callable[[dict[str, Any]], list[Run]],
+    run: Callable[[dict[str, Any], bool], list[Run]],
     kw: dict[str, Any],
     schedule: TargetAcceptSchedule,
     monitor: Any = None,
@@ -171,9 +198,12 @@ def settle_final_stage(
     Parameters
     ----------
     run : callable
-        ``run(kw)`` runs the final stage of every chain from its fixed start, seed and
-        coordinates with nutpie keywords ``kw`` and returns, per chain, the kept draws
-        of x (d, n) and the sample stats. It must be deterministic given ``kw``.
+        ``run(kw, abort)`` runs the final stage of every chain from its fixed start,
+        seed and coordinates with nutpie keywords ``kw`` and returns, per chain, the
+        kept draws of x (d, n) and the sample stats. It must be deterministic given
+        ``kw``. When ``abort`` (every attempt but the last) it may raise
+        :class:`DivergedAttempt` as soon as a draw it would keep diverges, which saves
+        the rest of a run that would be discarded anyway (the decision is the same).
     kw : dict
         Nutpie keywords of the first attempt.
     schedule : TargetAcceptSchedule
@@ -193,11 +223,15 @@ def settle_final_stage(
     for i, ta in enumerate(schedule.ladder):
         if i > 0 and monitor is not None:
             _reset_monitor(monitor)
-        runs = run(schedule.kwargs(i, kw))
-        div = count_divergences(runs)
-        draws = int(runs[0][0].shape[0]) if runs else 0
-        schedule.add(ta, div, draws)
-        if div == 0 or i + 1 == len(schedule.ladder):
+        last = i + 1 == len(schedule.ladder)
+        try:
+            runs = run(schedule.kwargs(i, kw), not last)
+            div = count_divergences(runs)
+            draws = int(runs[0][0].shape[0]) if runs else 0
+        except DivergedAttempt as e:
+            runs, div, draws = [], 1, e.draws
+        schedule.add(ta, div, draws, stopped_early=not runs)
+        if div == 0 or last:
             break
         if status is not None:
             status(

@@ -1171,10 +1171,11 @@ def _run_nutpie(
     from .adaptation import TargetAcceptSchedule, settle_final_stage
     from .stopping import run_until
 
-    def final(kw: dict) -> list[tuple[np.ndarray, xr.Dataset]]:
+    def final(kw: dict, abort: bool) -> list[tuple[np.ndarray, xr.Dataset]]:
         if monitor is None:
             return _run_chains(model, ys, seeds, draws, tune, cores, kw, progress, done, True)
-        return run_until(model, ys, seeds, tune, cores, kw, monitor, progress, done)
+        return run_until(model, ys, seeds, tune, cores, kw, monitor, progress, done,
+                         abort_on_divergence=abort)  # fmt: skip
 
     schedule = TargetAcceptSchedule.from_nuts_kwargs(nuts_kwargs)
     status = progress.status if progress is not None else None

@@ -260,6 +260,7 @@ def run_until(
     progress: Any = None,
     done: int = 0,
     poll: float = 0.02,
+    abort_on_divergence: bool = False,
 ) -> list[tuple[np.ndarray, xr.Dataset]]:
     """Run one nutpie chain per start for up to ``max_draws`` draws, stopping by the rule.
 
@@ -270,7 +271,9 @@ def run_until(
     sample stats of the kept prefix, per chain (as ``sample._run_chains`` does).
 
     ``progress`` (a :class:`poisson_nmf.progress.SamplingProgress`) hears of each chain's
-    iterations, ``done`` of them run in earlier warm-up stages.
+    iterations, ``done`` of them run in earlier warm-up stages. ``abort_on_divergence``:
+    raise :class:`poisson_nmf.adaptation.DivergedAttempt` as soon as a draw that would be
+    kept diverges (:func:`poisson_nmf.adaptation.settle_final_stage` then redoes the stage).
     """
     import nutpie
 
@@ -280,6 +283,7 @@ def run_until(
     lock = threading.Lock()
     samplers: list[Any] = []
     paused = np.zeros(C, dtype=bool)
+    first_div = np.full(C, np.iinfo(np.int64).max)  # first diverging draw after tuning
 
     def callback_for(c: int) -> Callable[[Any], None]:
         inner = None
@@ -289,6 +293,9 @@ def run_until(
         def cb(chains_progress: Any) -> None:
             with lock:
                 finished[c] = max(int(finished[c]), int(chains_progress[0].finished_draws))
+                if abort_on_divergence:
+                    kept = [d - tune for d in chains_progress[0].divergent_draws if d >= tune]
+                    first_div[c] = min([int(first_div[c]), *kept])
             if inner is not None:
                 inner(chains_progress)
 
@@ -325,7 +332,9 @@ def run_until(
         points = rule.checkpoints()
         for i, d in enumerate(points):
             while schedule(tune + d):
+                _abort_if_diverged(first_div, d)
                 time.sleep(poll)
+            _abort_if_diverged(first_div, d)
             blocks = []
             for c in range(C):
                 traces[c] = samplers[c].inspect()
@@ -353,6 +362,14 @@ def run_until(
         for s in samplers:
             if not _is_finished(s):
                 s.cancel()
+
+
+def _abort_if_diverged(first_div: np.ndarray, d: int) -> None:
+    """Raise DivergedAttempt if a chain diverged within its first ``d`` kept draws."""
+    if first_div.min() < d:
+        from .adaptation import DivergedAttempt
+
+        raise DivergedAttempt(int(first_div.min()) + 1)
 
 
 def _is_finished(sampler: Any) -> bool:
