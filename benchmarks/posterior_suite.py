@@ -6,7 +6,9 @@ model (``nutpie.compile_pymc_model(build_model(...))``, every chain started at o
 4 x 1000 draws after 1000 tuning steps). Each is judged the way ``diagnose`` judges a run
 (``poisson_nmf.convergence``: every entry of the normalised, MAP-aligned W and H with
 rank-normalised R-hat <= 1.01 and bulk and tail ESS >= 400) plus zero divergences, and
-timed from the call (compilation included, Numba's cache warm).
+timed from the call (compilation included, Numba's cache warm). ``sample_posterior``'s
+row also gives the ``target_accept`` values it tried (``attrs["sampler"]``, see
+``poisson_nmf.adaptation``), the mean leapfrog steps per kept draw and its CPU time.
 
     python benchmarks/posterior_suite.py                 # every problem (slow)
     python benchmarks/posterior_suite.py --only sbs_real,model_12x15
@@ -145,13 +147,16 @@ def _judge(post, sample_stats, chains):
 def run_sample_posterior(V, p, priors, seed, settings):
     import poisson_nmf as pnmf
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     tree = pnmf.sample_posterior(V, p.K, priors=priors, chains=p.chains, random_seed=seed,
                                  pointwise_draws=0, progress=False, **settings)  # fmt: skip
-    wall = time.perf_counter() - t0
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     out = _judge(tree["posterior"].to_dataset(), tree["sample_stats"], p.chains)
     out["wall_s"] = wall
+    out["cpu_s"] = cpu  # all threads of this process: steadier than the wall on a busy machine
     out["draws"] = tree["posterior"].sizes["draw"]
+    out["n_steps"] = float(tree["sample_stats"]["n_steps"].mean())
+    out["target_accept"] = json.loads(tree.attrs["sampler"]).get("target_accept_schedule")
     ref = tree["reference"]
     return out, (ref["W"].values, ref["H"].values)
 
@@ -234,7 +239,8 @@ def main(argv=None):
         rows.append(row)
         print(json.dumps(row), flush=True)
     cols = ["problem", "shape", "K", "params", "sp_clean", "sp_divergences", "sp_max_rhat",
-            "sp_min_ess", "sp_draws", "sp_wall_s", "sp_ess_per_s"]  # fmt: skip
+            "sp_min_ess", "sp_draws", "sp_wall_s", "sp_ess_per_s", "sp_target_accept",
+            "sp_n_steps", "sp_cpu_s"]  # fmt: skip
     if not a.no_peer:
         cols += ["peer_clean", "peer_divergences", "peer_max_rhat", "peer_min_ess",
                  "peer_wall_s", "peer_ess_per_s", "ratio"]  # fmt: skip

@@ -49,8 +49,12 @@ def test_stops_when_clean(clean):
 
 def test_same_draws_as_explicit_draws(counts, clean):
     # the kept draws are a prefix of one run: stopping at d keeps exactly draws=d's draws
+    # at the target_accept it kept (this table diverges at 0.8; adaptation.py redoes the
+    # final stage, and a shorter run can see fewer divergences, so it is given here)
     d = clean["posterior"].sizes["draw"]
-    fixed = pnmf.sample_posterior(counts, 2, random_seed=4, draws=d, **TINY)
+    ta = json.loads(clean.attrs["sampler"])["target_accept"]
+    nuts = {"nuts_kwargs": {"target_accept": ta}}
+    fixed = pnmf.sample_posterior(counts, 2, random_seed=4, draws=d, **nuts, **TINY)
     np.testing.assert_array_equal(fixed["posterior"]["W"].values, clean["posterior"]["W"].values)
     np.testing.assert_array_equal(fixed["posterior"]["H"].values, clean["posterior"]["H"].values)
     assert json.loads(fixed.attrs["stopping"]) == {

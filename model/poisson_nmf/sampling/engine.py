@@ -24,6 +24,7 @@ from threadpoolctl import threadpool_limits
 from ..data import Counts
 from ..priors import GammaPriors
 from ..progress import SamplingProgress
+from .adaptation import TargetAcceptSchedule, settle_final_stage
 from .callbacks import Slot
 from .coordinates import Coords, ridge_stretch
 from .density import LogDensity
@@ -79,10 +80,18 @@ def run_nutpie(
     ys = [coords.to_y(x0) for x0 in starts]
     model = nutpie_model(dens, ys[0], coords, single)
     info["kernel"] = "float32" if model.user_data[Slot.SINGLE] else "float64"
-    if monitor is None:
-        runs = run_chains(model, ys, seeds, draws, last.tune, cores, kw, progress, done, True)
-    else:
-        runs = run_until(model, ys, seeds, last.tune, cores, kw, monitor, progress, done)
+
+    def final(kw: dict, abort: bool) -> list[tuple[np.ndarray, xr.Dataset]]:
+        if monitor is None:
+            return run_chains(model, ys, seeds, draws, last.tune, cores, kw, progress, done, True)
+        return run_until(model, ys, seeds, last.tune, cores, kw, monitor, progress, done,
+                         abort_on_divergence=abort)  # fmt: skip
+
+    # redone at a higher target_accept while the kept draws diverge (adaptation.py)
+    schedule = TargetAcceptSchedule.from_nuts_kwargs(nuts_kwargs)
+    status = progress.status if progress is not None else None
+    runs = settle_final_stage(final, kw, schedule, monitor, status)
+    info.update(schedule.to_info())
     return [(*unpack_draws(x, dens.F, dens.N, dens.K), st) for x, st in runs]
 
 

@@ -261,6 +261,7 @@ def run_until(
     progress: Any = None,
     done: int = 0,
     poll: float = 0.02,
+    abort_on_divergence: bool = False,
 ) -> list[tuple[np.ndarray, xr.Dataset]]:
     """Run one nutpie chain per start for up to ``max_draws`` draws, stopping by the rule.
 
@@ -272,7 +273,10 @@ def run_until(
     :func:`poisson_nmf.sampling.engine.run_chains` does).
 
     ``progress`` (a :class:`poisson_nmf.progress.SamplingProgress`) hears of each chain's
-    iterations, ``done`` of them run in earlier warm-up stages.
+    iterations, ``done`` of them run in earlier warm-up stages. ``abort_on_divergence``:
+    raise :class:`~poisson_nmf.sampling.adaptation.DivergedAttempt` as soon as a draw
+    that would be kept diverges (:func:`~poisson_nmf.sampling.adaptation.settle_final_stage`
+    then redoes the stage).
     """
     import nutpie
 
@@ -282,6 +286,7 @@ def run_until(
     lock = threading.Lock()
     samplers: list[Any] = []
     paused = np.zeros(C, dtype=bool)
+    first_div = np.full(C, np.iinfo(np.int64).max)  # first diverging draw after tuning
 
     def callback_for(c: int) -> Callable[[Any], None]:
         inner = None
@@ -291,6 +296,9 @@ def run_until(
         def cb(chains_progress: Any) -> None:
             with lock:
                 finished[c] = max(int(finished[c]), int(chains_progress[0].finished_draws))
+                if abort_on_divergence:
+                    kept = [d - tune for d in chains_progress[0].divergent_draws if d >= tune]
+                    first_div[c] = min([int(first_div[c]), *kept])
             if inner is not None:
                 inner(chains_progress)
 
@@ -327,7 +335,9 @@ def run_until(
         points = rule.checkpoints()
         for i, d in enumerate(points):
             while schedule(tune + d):
+                _abort_if_diverged(first_div, d)
                 time.sleep(poll)
+            _abort_if_diverged(first_div, d)
             blocks = _read_blocks(samplers, traces, prev, d)
             if monitor.last_check_s > OVERLAP_AFTER_S and i + 1 < len(points):
                 schedule(tune + points[i + 1])  # the chains go on while the rule is checked
@@ -371,6 +381,14 @@ def _kept_prefix(
             progress.update(c, before + kept, int(st["diverging"].values.sum()))
         out.append((x, st))
     return out
+
+
+def _abort_if_diverged(first_div: np.ndarray, d: int) -> None:
+    """Raise DivergedAttempt if a chain diverged within its first ``d`` kept draws."""
+    if first_div.min() < d:
+        from .adaptation import DivergedAttempt
+
+        raise DivergedAttempt(int(first_div.min()) + 1)
 
 
 def _is_finished(sampler: Any) -> bool:
