@@ -139,7 +139,7 @@ from __future__ import annotations
 import json
 import time
 import warnings
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 import numpy as np
@@ -147,19 +147,17 @@ import xarray as xr
 
 from ._validation import DEFAULT_PRIORS, proper_priors
 from .align import Normalize, align_factors, check_normalize
-from .data import as_counts, check_n_components
+from .data import Counts, as_counts, check_n_components
 from .exceptions import ConvergenceWarning
 from .observed import observed_group
 from .priors import GammaPriors
 from .vi_cavi import WINDOW, Problem, VIFit, fit_restarts, run_threads
 from .vi_draws import (
-    CHUNK,
     KHAT_RESAMPLE,
-    LogWeights,
+    AlignedDraws,
+    aligned_draws,
     default_draws,
-    draw_q,
-    importance_resample,
-    predictive_entries,
+    pointwise_groups,
     psis,
 )
 
@@ -256,12 +254,85 @@ def sample_vi(
     RuntimeError
         If the ELBO decreases beyond rounding (a bug).
     """
-    from . import vi_draws
-    from .sampling.plan import seed_repr
-    from .sampling.pointwise import pointwise
-
     t_start = time.perf_counter()
     counts = as_counts(V, mask=mask)
+    s = _check_settings(
+        counts, n_components, priors, draws, restarts, restart_iter, max_iter, tol,
+        normalize, pointwise_draws, psis_draws, resample,
+    )  # fmt: skip
+    rng_starts, rng_draws, rng_psis, rng_pp, rng_res = np.random.default_rng(random_seed).spawn(5)
+    prob = Problem.build(counts, s.n_components, s.priors)
+    fit, restart_info = _fit(prob, s, rng_starts)
+    fit_time = time.perf_counter() - t_start
+    t_psis = time.perf_counter()
+    psis_info = (
+        psis(counts, s.n_components, s.priors, fit, s.psis_draws, rng_psis)
+        if s.psis_draws > 0
+        else None
+    )
+    t_draws = time.perf_counter()
+    if s.resample == "auto":
+        do_resample = psis_info is not None and psis_info["khat"] < KHAT_RESAMPLE
+    else:
+        do_resample = s.resample
+    post = aligned_draws(
+        counts, s.priors, fit, s.draws, s.normalize, rng_draws, rng_res if do_resample else None
+    )
+    t_rest = time.perf_counter()
+    groups = _factor_groups(counts, fit, post, s.normalize)
+    pointwise, pointwise_note = pointwise_groups(counts, post, s.pointwise_draws, rng_pp)
+    vi_info = {
+        **_fit_info(fit, s, restart_info),
+        "psis": psis_info,
+        "resampled": bool(do_resample),
+        "resample": post.resample,
+        "pointwise": pointwise_note,
+        "draws_dtype": "float32",
+        **run_threads(prob),
+        "time_s": {
+            "fit": fit_time,
+            "psis": t_draws - t_psis,
+            "draws": t_rest - t_draws,
+            "tree": time.perf_counter() - t_rest,
+        },
+    }
+    tree = xr.DataTree.from_dict({**groups, **pointwise})
+    tree.attrs = _provenance(vi_info, s, random_seed, fit_time, t_start)
+    return tree
+
+
+@dataclass(frozen=True, slots=True)
+class _Settings:
+    """``sample_vi``'s settings, checked; ``attrs["settings"]`` stores them."""
+
+    n_components: int
+    priors: GammaPriors
+    draws: int
+    restarts: int
+    restart_iter: int | None
+    max_iter: int
+    tol: float
+    normalize: Normalize
+    pointwise_draws: int | None
+    psis_draws: int
+    resample: bool | Literal["auto"]
+
+
+def _check_settings(
+    counts: Counts,
+    n_components: int,
+    priors: GammaPriors,
+    draws: int | None,
+    restarts: int,
+    restart_iter: int | None,
+    max_iter: int,
+    tol: float,
+    normalize: Normalize,
+    pointwise_draws: int | None,
+    psis_draws: int,
+    resample: bool | Literal["auto"],
+) -> _Settings:
+    """Check ``sample_vi``'s arguments, in the order of its signature; settle ``draws``."""
     K = check_n_components(n_components, counts)
     priors = proper_priors(priors)
     check_normalize(normalize)
@@ -290,70 +361,55 @@ def sample_vi(
         )
     if not (resample == "auto" or isinstance(resample, bool)):
         raise ValueError(f"resample must be 'auto', True or False, got {resample!r}")
+    return _Settings(
+        K, priors, draws, restarts, restart_iter, max_iter, tol, normalize,
+        pointwise_draws, psis_draws, resample,
+    )  # fmt: skip
 
-    rng = np.random.default_rng(random_seed)
-    rng_starts, rng_draws, rng_psis, rng_pp, rng_res = rng.spawn(5)
-    prob = Problem.build(counts, K, priors)
+
+def _fit(
+    prob: Problem, s: _Settings, rng: np.random.Generator
+) -> tuple[VIFit, list[dict[str, Any]]]:
+    """Run the screened restarts: the kept run, and every restart where the choice was made.
+
+    Warns (``ConvergenceWarning``, at ``sample_vi``'s caller) if the kept run stopped at
+    ``max_iter``.
+    """
     fit, screened, best = fit_restarts(
-        prob, rng_starts.spawn(restarts), restart_iter, max_iter, tol
+        prob, rng.spawn(s.restarts), s.restart_iter, s.max_iter, s.tol
     )
     if not fit.converged:
         warnings.warn(
-            f"the best restart did not converge in max_iter={max_iter} iterations "
-            f"(mean relative ELBO change of the last {WINDOW} iterations above tol={tol}); "
-            "raise max_iter",
+            f"the best restart did not converge in max_iter={s.max_iter} iterations "
+            f"(mean relative ELBO change of the last {WINDOW} iterations above "
+            f"tol={s.tol}); raise max_iter",
             ConvergenceWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
-    restart_info = _restart_info(screened, best, fit, normalize)
-    W_ref, H_ref = fit.mean_w, fit.mean_h
-    ref = align_factors(W_ref, H_ref, W_ref, H_ref, normalize=normalize)
-    fit_time = time.perf_counter() - t_start
-    t_psis = time.perf_counter()
-    psis_info = psis(counts, K, priors, fit, psis_draws, rng_psis) if psis_draws > 0 else None
-    t_draws = time.perf_counter()
-    if resample == "auto":
-        do_resample = psis_info is not None and psis_info["khat"] < KHAT_RESAMPLE
-    else:
-        do_resample = resample
+    return fit, _restart_info(screened, best, fit, s.normalize)
 
-    # draws from q, normalised and aligned chunk by chunk (align_factors is float64)
-    Wa = np.empty((1, draws, F, K), dtype=np.float32)
-    Ha = np.empty((1, draws, K, N), dtype=np.float32)
-    perm = np.empty((1, draws, K), dtype=np.int64)
-    scale = np.empty((1, draws, K), dtype=np.float64)
-    log_ratio = LogWeights(counts, K, priors, fit) if do_resample else None
-    log_w = np.empty(draws)
-    for lo in range(0, draws, CHUNK):
-        W, H = draw_q(fit, min(CHUNK, draws - lo), rng_draws)
-        hi = lo + W.shape[0]
-        if log_ratio is not None:
-            log_w[lo:hi] = log_ratio(W, H)
-        al = align_factors(W, H, W_ref, H_ref, normalize=normalize)
-        Wa[0, lo:hi], Ha[0, lo:hi], perm[0, lo:hi], scale[0, lo:hi] = (
-            al.W, al.H, al.permutation, al.scale
-        )  # fmt: skip
-        del W, H, al
-    resample_info = None
-    if do_resample:
-        idx, resample_info = importance_resample(log_w, draws, rng_res)
-        Wa, Ha, perm, scale = Wa[:, idx], Ha[:, idx], perm[:, idx], scale[:, idx]
-    t_rest = time.perf_counter()
 
+def _factor_groups(
+    counts: Counts, fit: VIFit, post: AlignedDraws, normalize: Normalize
+) -> dict[str, xr.Dataset]:
+    """Build the groups of W and H: posterior, sample_stats, reference, variational, observed."""
+    K = fit.alpha_w.shape[1]
+    draws = post.W.shape[1]
+    ref = align_factors(fit.mean_w, fit.mean_h, fit.mean_w, fit.mean_h, normalize=normalize)
     coords = {"row": counts.row, "column": counts.column, "component": np.arange(K)}
     sc = {"chain": np.arange(1), "draw": np.arange(draws)}
-    groups: dict[str, xr.Dataset] = {
+    return {
         "posterior": xr.Dataset(
             {
-                "W": (("chain", "draw", "row", "component"), Wa),
-                "H": (("chain", "draw", "component", "column"), Ha),
+                "W": (("chain", "draw", "row", "component"), post.W),
+                "H": (("chain", "draw", "component", "column"), post.H),
             },
             coords={**sc, **coords},
         ),
         "sample_stats": xr.Dataset(
             {
-                "permutation": (("chain", "draw", "component"), perm),
-                "scale": (("chain", "draw", "component"), scale),
+                "permutation": (("chain", "draw", "component"), post.permutation),
+                "scale": (("chain", "draw", "component"), post.scale),
             },
             coords={**sc, "component": np.arange(K)},
         ),
@@ -373,45 +429,11 @@ def sample_vi(
         "observed_data": observed_group(counts),
     }
 
-    n_obs = counts.n_observed
-    n_pw = draws if pointwise_draws is None else min(pointwise_draws, draws)
-    pointwise_note = None
-    budget = vi_draws.POINTWISE_VALUES
-    if n_pw * n_obs > budget:
-        # too many entries for all of them: predictive draws at a random subsample of
-        # observed entries, for the predictive checks; no log_likelihood group (LOO on
-        # a subsample would be the elpd of the subsample, not of V)
-        draw_idx = np.unique(np.linspace(0, draws - 1, n_pw).round().astype(int))
-        n_e = budget // draw_idx.size
-        groups["posterior_predictive"] = predictive_entries(counts, Wa, Ha, draw_idx, n_e, rng_pp)
-        pointwise_note = (
-            f"posterior_predictive at a random subsample of {n_e} of the {n_obs} observed "
-            f"entries ({draw_idx.size} draws, at most {budget} values); "
-            "no log_likelihood group (no PSIS-LOO)"
-        )
-        n_pw = 0
-    if n_pw > 0:
-        draw_idx = np.unique(np.linspace(0, draws - 1, n_pw).round().astype(int))
-        # the aligned draws give the same WH as the raw ones
-        # _pointwise forms WH for a chunk of draws at a time: (chunk, F, N) float32
-        chunk = max(1, min(32, 4_000_000 // (F * N)))
-        ll_pw, pp = pointwise(counts, Wa, Ha, draw_idx, rng_pp, 1, chunk)
-        pc: dict[str, Any] = {"chain": np.arange(1), "draw": draw_idx}
-        if counts.has_mask:
-            r_, c_ = np.nonzero(counts.observed())
-            dims: tuple[str, ...] = ("chain", "draw", "entry")
-            pc = {**pc, "entry": np.arange(r_.size), "row": ("entry", counts.row[r_]),
-                  "column": ("entry", counts.column[c_])}  # fmt: skip
-        else:
-            ll_pw = ll_pw.reshape(1, draw_idx.size, F, N)
-            pp = pp.reshape(1, draw_idx.size, F, N)
-            dims = ("chain", "draw", "row", "column")
-            pc = {**pc, "row": counts.row, "column": counts.column}
-        groups["log_likelihood"] = xr.Dataset({"V": (dims, ll_pw)}, coords=pc)
-        groups["posterior_predictive"] = xr.Dataset({"V": (dims, pp)}, coords=pc)
 
-    screen = "to convergence" if restart_iter is None else f"for {restart_iter} iterations"
-    vi_info = {
+def _fit_info(fit: VIFit, s: _Settings, restart_info: list[dict[str, Any]]) -> dict[str, Any]:
+    """Return the fit's part of ``attrs["vi"]``: ELBO trace, convergence, restarts."""
+    screen = "to convergence" if s.restart_iter is None else f"for {s.restart_iter} iterations"
+    return {
         "algorithm": "coordinate-ascent mean-field VI on the latent counts (Cemgil 2009)",
         "elbo": fit.elbo,
         "elbo_trace": [float(x) for x in fit.elbo_trace],
@@ -419,56 +441,49 @@ def sample_vi(
         "n_passes": fit.n_passes,
         "converged": fit.converged,
         "convergence_rule": f"relative ELBO increase over the last {WINDOW} iterations < "
-        f"{WINDOW} x tol, tol = {tol} (max_iter = {max_iter})",
+        f"{WINDOW} x tol, tol = {s.tol} (max_iter = {s.max_iter})",
         "max_relative_decrease": fit.max_decrease,
-        "restart_rule": f"{restarts} restarts run {screen}; the best ELBO there is kept "
+        "restart_rule": f"{s.restarts} restarts run {screen}; the best ELBO there is kept "
         "and run on to convergence; their ELBOs and places are compared there",
         "restarts": restart_info,
         "restart_elbo_spread": float(max(r["elbo_gap"] for r in restart_info)),
         "restart_max_tv_distance_w": float(max(r["max_tv_distance_w"] for r in restart_info)),
-        "psis": psis_info,
-        "resampled": bool(do_resample),
-        "resample": resample_info,
-        "pointwise": pointwise_note,
-        "draws_dtype": "float32",
-        **run_threads(prob),
-        "time_s": {
-            "fit": fit_time,
-            "psis": t_draws - t_psis,
-            "draws": t_rest - t_draws,
-            "tree": time.perf_counter() - t_rest,
-        },
     }
+
+
+def _provenance(
+    vi_info: dict[str, Any], s: _Settings, random_seed: Any, fit_time: float, t_start: float
+) -> dict[str, Any]:
+    """Return the tree's attrs: method, ``vi`` and ``settings`` (JSON), version, times."""
+    from ._version import __version__
+    from .sampling.plan import seed_repr
+
     settings = {
         "method": "vi",
-        "n_components": K,
-        "priors": {k: np.asarray(v).tolist() for k, v in asdict(priors).items()},
-        "draws": int(draws),
-        "restarts": restarts,
-        "restart_iter": restart_iter,
-        "max_iter": max_iter,
-        "tol": tol,
-        "normalize": normalize,
-        "pointwise_draws": pointwise_draws,
-        "psis_draws": psis_draws,
-        "resample": resample,
+        "n_components": s.n_components,
+        "priors": {k: np.asarray(v).tolist() for k, v in asdict(s.priors).items()},
+        "draws": int(s.draws),
+        "restarts": s.restarts,
+        "restart_iter": s.restart_iter,
+        "max_iter": s.max_iter,
+        "tol": s.tol,
+        "normalize": s.normalize,
+        "pointwise_draws": s.pointwise_draws,
+        "psis_draws": s.psis_draws,
+        "resample": s.resample,
         "random_seed": seed_repr(random_seed),
     }
-    from ._version import __version__
-
-    tree = xr.DataTree.from_dict(groups)
-    tree.attrs = {
+    return {
         "method": "vi",
         "approximate": True,
         "vi": json.dumps(vi_info),
         "settings": json.dumps(settings),
-        "normalize": normalize,
+        "normalize": s.normalize,
         "sampling_time_s": fit_time,
         "inference_library": "poisson_nmf.vi",
         "poisson_nmf_version": __version__,
         "total_time_s": time.perf_counter() - t_start,
     }
-    return tree
 
 
 def _restart_info(

@@ -187,6 +187,77 @@ class _Blocks:
             self.ex.shutdown()
 
 
+class _Passes:
+    """The three passes of one CAVI iteration over a problem, with their buffers.
+
+    ``factors`` fills L, E[w], M, E[h] from q (the q(W) and q(H) passes), ``bound`` runs
+    the pass over the non-zeros and gives the ELBO; the buffers are allocated once.
+    ``run`` is the thread pool (close it when done).
+    """
+
+    def __init__(self, prob: Problem, threads: int | None) -> None:
+        F, N, K = prob.F, prob.N, prob.K
+        self.prob = prob
+        self.L, self.Ew, self.Sw = np.empty((F, K)), np.empty((F, K)), np.empty((F, K))
+        self.M, self.Eh, self.Sh = np.empty((N, K)), np.empty((N, K)), np.empty((N, K))
+        self.nz_b, self.w_b, self.h_b = nz_blocks(prob), _even_blocks(F), _even_blocks(N)
+        # one buffer per block: summed in block order
+        self.Sh_b = np.empty((self.nz_b.size - 1, N, K))
+        # sums over row f's masked entries of E[h_kn], and over column n's of E[w_fk]
+        self.corr_w = np.zeros((F if prob.masked else 0, K))
+        self.corr_h = np.zeros((N if prob.masked else 0, K))
+        self.sW, self.sH = np.zeros(K), np.zeros(K)
+        n_threads = (os.cpu_count() or 1) if threads is None else threads
+        self.run = _Blocks(max(1, min(n_threads, BLOCKS)))
+
+    def factors(self, q: list[np.ndarray], update: bool) -> float:
+        """Fill L, Ew, M, Eh from q (after updating q from the buffers if ``update``)."""
+        prob, run = self.prob, self.run
+        L, Sw, sH, corr_w, Ew = self.L, self.Sw, self.sH, self.corr_w, self.Ew
+        M, Sh, sW, corr_h, Eh = self.M, self.Sh, self.sW, self.corr_h, self.Eh
+        aW, bW, aH, bH = q
+        terms = run(lambda _, lo, hi: step(update, aW, bW, prob.aw, prob.bw, L, Sw, sH,
+                                           corr_w, Ew, lo, hi), self.w_b)  # fmt: skip
+        np.sum(Ew, axis=0, out=sW)
+        if prob.masked:
+            masked_sums(Ew, prob.m_cols, prob.m_rows, corr_h)
+        return terms + run(lambda _, lo, hi: step(update, aH, bH, prob.ah, prob.bh, M, Sh,
+                                                  sW, corr_h, Eh, lo, hi), self.h_b)  # fmt: skip
+
+    def bound(self, terms: float) -> tuple[float, float]:
+        """Run the pass over the non-zeros (fills Sw, Sh); the ELBO, its terms' magnitude."""
+        prob, L, M, Sw, Sh_b = self.prob, self.L, self.M, self.Sw, self.Sh_b
+        lik = self.run(lambda b, lo, hi: nz_pass(L, M, prob.indptr, prob.cols, prob.vals, Sw,
+                                                 Sh_b[b], lo, hi), self.nz_b)  # fmt: skip
+        np.sum(Sh_b, axis=0, out=self.Sh)
+        np.sum(self.Eh, axis=0, out=self.sH)
+        rate = float(self.sW @ self.sH)
+        if prob.masked:
+            masked_sums(self.Eh, prob.m_rows, prob.m_cols, self.corr_w)
+            rate -= float(np.vdot(self.Ew, self.corr_w))
+        elbo = lik + prob.const - rate + terms
+        # rounding is relative to the terms summed, not to their sum: with very tight
+        # priors (the pinned conjugate case) the ELBO is a small difference of 1e8 terms
+        return elbo, abs(lik) + abs(prob.const) + abs(rate) + abs(terms) + abs(elbo)
+
+    def try_step(
+        self, q_t: list[np.ndarray], q_c: list[np.ndarray], q_x: list[np.ndarray], g: float
+    ) -> float:
+        """ELBO of q_t (q_c / q_t)^g, left in q_x and the buffers."""
+
+        def side(first: int) -> Callable[[int, int, int], float]:
+            def ext(_: int, lo: int, hi: int) -> float:
+                for i in (first, first + 1):  # shapes and rates
+                    extrapolate(q_t[i], q_c[i], g, q_x[i], lo, hi)
+                return 0.0
+
+            return ext
+
+        self.run(side(0), self.w_b)
+        self.run(side(2), self.h_b)
+        return self.bound(self.factors(q_x, False))[0]
+
+
 def cavi(
     prob: Problem,
     start: Sequence[np.ndarray],
@@ -240,66 +311,14 @@ def cavi(
         If a coordinate-ascent step decreases the ELBO by more than ``ROUNDING`` times
         the magnitude of its terms (a bug).
     """
-    F, N, K = prob.F, prob.N, prob.K
     # the accepted state q_t, the coordinate-ascent update q_c, the over-relaxed try
     q_t = [np.array(x, dtype=np.float64, order="C") for x in start[:2]] + [
         np.ascontiguousarray(np.asarray(x, dtype=np.float64).T) for x in start[2:]
     ]
     q_c = [np.empty_like(x) for x in q_t]
     q_x = [np.empty_like(x) for x in q_t] if overrelax > 1 else []
-    L, Ew, Sw = np.empty((F, K)), np.empty((F, K)), np.empty((F, K))
-    M, Eh, Sh = np.empty((N, K)), np.empty((N, K)), np.empty((N, K))
-    nz_b, w_b, h_b = nz_blocks(prob), _even_blocks(F), _even_blocks(N)
-    Sh_b = np.empty((nz_b.size - 1, N, K))  # one buffer per block: summed in block order
-    masked = prob.masked
-    # sums over row f's masked entries of E[h_kn], and over column n's of E[w_fk]
-    corr_w = np.zeros((F if masked else 0, K))
-    corr_h = np.zeros((N if masked else 0, K))
-    sW, sH = np.zeros(K), np.zeros(K)
-    n_threads = (os.cpu_count() or 1) if threads is None else threads
-    run = _Blocks(max(1, min(n_threads, BLOCKS)))
-
-    def factors(q: list[np.ndarray], update: bool) -> float:
-        """Fill L, Ew, M, Eh from q (after updating q from the buffers if ``update``)."""
-        aW, bW, aH, bH = q
-        terms = run(lambda _, lo, hi: step(update, aW, bW, prob.aw, prob.bw, L, Sw, sH,
-                                           corr_w, Ew, lo, hi), w_b)  # fmt: skip
-        np.sum(Ew, axis=0, out=sW)
-        if masked:
-            masked_sums(Ew, prob.m_cols, prob.m_rows, corr_h)
-        return terms + run(lambda _, lo, hi: step(update, aH, bH, prob.ah, prob.bh, M, Sh,
-                                                  sW, corr_h, Eh, lo, hi), h_b)  # fmt: skip
-
-    def bound(terms: float) -> tuple[float, float]:
-        """Run the pass over the non-zeros (fills Sw, Sh); the ELBO, its terms' magnitude."""
-        lik = run(lambda b, lo, hi: nz_pass(L, M, prob.indptr, prob.cols, prob.vals, Sw,
-                                            Sh_b[b], lo, hi), nz_b)  # fmt: skip
-        np.sum(Sh_b, axis=0, out=Sh)
-        np.sum(Eh, axis=0, out=sH)
-        rate = float(sW @ sH)
-        if masked:
-            masked_sums(Eh, prob.m_rows, prob.m_cols, corr_w)
-            rate -= float(np.vdot(Ew, corr_w))
-        elbo = lik + prob.const - rate + terms
-        # rounding is relative to the terms summed, not to their sum: with very tight
-        # priors (the pinned conjugate case) the ELBO is a small difference of 1e8 terms
-        return elbo, abs(lik) + abs(prob.const) + abs(rate) + abs(terms) + abs(elbo)
-
-    def try_step(g: float) -> float:
-        """ELBO of q_t (q_c / q_t)^g, left in q_x and the buffers."""
-
-        def side(first: int) -> Callable[[int, int, int], float]:
-            def ext(_: int, lo: int, hi: int) -> float:
-                for i in (first, first + 1):  # shapes and rates
-                    extrapolate(q_t[i], q_c[i], g, q_x[i], lo, hi)
-                return 0.0
-
-            return ext
-
-        run(side(0), w_b)
-        run(side(2), h_b)
-        return bound(factors(q_x, False))[0]
-
+    passes = _Passes(prob, threads)
+    factors, bound, run = passes.factors, passes.bound, passes.run
     trace: list[float] = []
     past = [float(x) for x in history[-1 - WINDOW : -1]]
     converged = False
@@ -315,7 +334,7 @@ def cavi(
             terms = factors(q_c, True)
             new = -np.inf
             if gamma > 1 and q_x:
-                new = try_step(gamma)
+                new = passes.try_step(q_t, q_c, q_x, gamma)
                 n_passes += 1
             if np.isfinite(new) and new >= trace[-1]:
                 q_t, q_x = q_x, q_t

@@ -4,26 +4,29 @@ Independent draws from q, its log density, Pareto-smoothed importance sampling o
 against the exact posterior (Yao, Vehtari, Simpson & Gelman 2018, "Yes, but did it
 work?": k-hat, the weights' ESS, a Monte Carlo ELBO), importance resampling by the
 smoothed weights (Vehtari et al. 2024, "Pareto smoothed importance sampling", JMLR 25),
-and the pointwise groups of large tables.
+the stored draws (aligned, perhaps resampled) and the pointwise groups.
 """
 
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import xarray as xr
 from scipy.special import gammaln
 
+from ._typing import Normalize
+from .align import align_factors
 from .data import Counts
 from .priors import GammaPriors
 from .vi_cavi import VIFit
 
 __all__ = [
-    "CHUNK", "DEFAULT_DRAWS", "DRAW_BYTES", "KHAT_RESAMPLE", "POINTWISE_VALUES", "LogWeights",
-    "default_draws", "draw_q", "importance_resample", "log_q",
-    "predictive_entries", "psis",
+    "CHUNK", "DEFAULT_DRAWS", "DRAW_BYTES", "KHAT_RESAMPLE", "POINTWISE_VALUES",
+    "AlignedDraws", "LogWeights", "aligned_draws", "default_draws", "draw_q",
+    "importance_resample", "log_q", "pointwise_groups", "predictive_entries", "psis",
 ]  # fmt: skip
 
 #: default number of stored draws: at most this many, and at most this many bytes of them
@@ -191,3 +194,131 @@ def predictive_entries(
     coords = {"chain": np.arange(1), "draw": draw_idx, "entry": np.arange(flat.size),
               "row": ("entry", counts.row[r]), "column": ("entry", counts.column[c])}  # fmt: skip
     return xr.Dataset({"V": (("chain", "draw", "entry"), pp)}, coords=coords)
+
+
+@dataclass(frozen=True, slots=True)
+class AlignedDraws:
+    """The stored draws: from q, normalised and aligned, perhaps importance-resampled.
+
+    Attributes
+    ----------
+    W : numpy.ndarray of float32, shape (1, draws, F, K)
+    H : numpy.ndarray of float32, shape (1, draws, K, N)
+    permutation : numpy.ndarray of int64, shape (1, draws, K)
+        Each draw's components in the reference's order (as ``align_factors`` gives it).
+    scale : numpy.ndarray of float64, shape (1, draws, K)
+        The normalisation's scale per component.
+    resample : dict or None
+        ``importance_resample``'s info where the draws were resampled, else None.
+    """
+
+    W: np.ndarray
+    H: np.ndarray
+    permutation: np.ndarray
+    scale: np.ndarray
+    resample: dict[str, Any] | None
+
+
+def aligned_draws(
+    counts: Counts,
+    priors: GammaPriors,
+    fit: VIFit,
+    draws: int,
+    normalize: Normalize,
+    rng: np.random.Generator,
+    rng_resample: np.random.Generator | None,
+) -> AlignedDraws:
+    """Draws from q, normalised and aligned to q's mean, resampled if ``rng_resample``.
+
+    Chunk by chunk of ``CHUNK`` draws (``align_factors`` works in float64), stored in
+    float32. With ``rng_resample`` each draw's log importance ratio against the exact
+    posterior is taken on the way, and ``draws`` draws are resampled from them
+    (:func:`importance_resample`).
+    """
+    F, N = counts.shape
+    K = fit.alpha_w.shape[1]
+    W_ref, H_ref = fit.mean_w, fit.mean_h
+    Wa = np.empty((1, draws, F, K), dtype=np.float32)
+    Ha = np.empty((1, draws, K, N), dtype=np.float32)
+    perm = np.empty((1, draws, K), dtype=np.int64)
+    scale = np.empty((1, draws, K), dtype=np.float64)
+    log_ratio = LogWeights(counts, K, priors, fit) if rng_resample is not None else None
+    log_w = np.empty(draws)
+    for lo in range(0, draws, CHUNK):
+        W, H = draw_q(fit, min(CHUNK, draws - lo), rng)
+        hi = lo + W.shape[0]
+        if log_ratio is not None:
+            log_w[lo:hi] = log_ratio(W, H)
+        al = align_factors(W, H, W_ref, H_ref, normalize=normalize)
+        Wa[0, lo:hi], Ha[0, lo:hi], perm[0, lo:hi], scale[0, lo:hi] = (
+            al.W, al.H, al.permutation, al.scale
+        )  # fmt: skip
+        del W, H, al
+    if rng_resample is None:
+        return AlignedDraws(Wa, Ha, perm, scale, None)
+    idx, info = importance_resample(log_w, draws, rng_resample)
+    return AlignedDraws(Wa[:, idx], Ha[:, idx], perm[:, idx], scale[:, idx], info)
+
+
+def pointwise_groups(
+    counts: Counts,
+    post: AlignedDraws,
+    pointwise_draws: int | None,
+    rng: np.random.Generator,
+) -> tuple[dict[str, xr.Dataset], str | None]:
+    """Build the ``log_likelihood`` and ``posterior_predictive`` groups of ``sample_vi``.
+
+    At ``pointwise_draws`` of the stored draws (evenly spaced; None: all of them),
+    every observed entry, as :func:`poisson_nmf.sample_posterior` lays them out (dims
+    row, column; ``entry`` with a mask). Where draws x observed entries pass
+    ``POINTWISE_VALUES``, only ``posterior_predictive`` at a random subsample of the
+    observed entries (:func:`predictive_entries`).
+
+    Returns
+    -------
+    groups : dict of str to xarray.Dataset
+        Empty where ``pointwise_draws`` is 0.
+    note : str or None
+        What was left out, where the budget was passed (``attrs["vi"]["pointwise"]``).
+    """
+    from .sampling.pointwise import pointwise
+
+    F, N = counts.shape
+    draws = post.W.shape[1]
+    n_obs = counts.n_observed
+    n_pw = draws if pointwise_draws is None else min(pointwise_draws, draws)
+    if n_pw * n_obs > POINTWISE_VALUES:
+        # too many entries for all of them: predictive draws at a random subsample of
+        # observed entries, for the predictive checks; no log_likelihood group (LOO on
+        # a subsample would be the elpd of the subsample, not of V)
+        draw_idx = np.unique(np.linspace(0, draws - 1, n_pw).round().astype(int))
+        n_e = POINTWISE_VALUES // draw_idx.size
+        pp_sub = predictive_entries(counts, post.W, post.H, draw_idx, n_e, rng)
+        note = (
+            f"posterior_predictive at a random subsample of {n_e} of the {n_obs} observed "
+            f"entries ({draw_idx.size} draws, at most {POINTWISE_VALUES} values); "
+            "no log_likelihood group (no PSIS-LOO)"
+        )
+        return {"posterior_predictive": pp_sub}, note
+    if n_pw == 0:
+        return {}, None
+    draw_idx = np.unique(np.linspace(0, draws - 1, n_pw).round().astype(int))
+    # the aligned draws give the same WH as the raw ones
+    # _pointwise forms WH for a chunk of draws at a time: (chunk, F, N) float32
+    chunk = max(1, min(32, 4_000_000 // (F * N)))
+    ll_pw, pp = pointwise(counts, post.W, post.H, draw_idx, rng, 1, chunk)
+    pc: dict[str, Any] = {"chain": np.arange(1), "draw": draw_idx}
+    if counts.has_mask:
+        r_, c_ = np.nonzero(counts.observed())
+        dims: tuple[str, ...] = ("chain", "draw", "entry")
+        pc = {**pc, "entry": np.arange(r_.size), "row": ("entry", counts.row[r_]),
+              "column": ("entry", counts.column[c_])}  # fmt: skip
+    else:
+        ll_pw = ll_pw.reshape(1, draw_idx.size, F, N)
+        pp = pp.reshape(1, draw_idx.size, F, N)
+        dims = ("chain", "draw", "row", "column")
+        pc = {**pc, "row": counts.row, "column": counts.column}
+    return {
+        "log_likelihood": xr.Dataset({"V": (dims, ll_pw)}, coords=pc),
+        "posterior_predictive": xr.Dataset({"V": (dims, pp)}, coords=pc),
+    }, None
