@@ -386,3 +386,15 @@ def test_max_iter_counts_the_screening_and_warns():
     vi = json.loads(tree.attrs["vi"])
     assert vi["n_iter"] == 8 and not vi["converged"] and len(vi["elbo_trace"]) == 9
     assert [r["n_iter"] for r in vi["restarts"]] == [8, 8]  # restart_iter 50 > max_iter
+
+
+def test_numpy_integers_are_accepted_and_stored_as_ints():
+    # settings from NumPy (a grid of settings, a loop over np.arange) reach the JSON attrs
+    V = small_counts("test_numpy_integers")
+    tree = sample_vi(
+        V, np.int64(2), draws=np.int64(40), psis_draws=np.int64(30), pointwise_draws=np.int64(10),
+        random_seed=0,
+    )  # fmt: skip
+    settings = json.loads(tree.attrs["settings"])
+    assert settings["psis_draws"] == 30 and settings["pointwise_draws"] == 10
+    assert tree["posterior"].sizes["draw"] == 40

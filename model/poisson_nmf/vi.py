@@ -363,7 +363,7 @@ def _check_settings(
         raise ValueError(f"resample must be 'auto', True or False, got {resample!r}")
     return _Settings(
         K, priors, draws, restarts, restart_iter, max_iter, tol, normalize,
-        pointwise_draws, psis_draws, resample,
+        None if pointwise_draws is None else int(pointwise_draws), int(psis_draws), resample,
     )  # fmt: skip
 
 
