@@ -31,10 +31,13 @@ from .exceptions import ZeroRowsColumnsWarning
 
 __all__ = [
     "Counts",
+    "Where",
     "ZeroRowsColumnsWarning",
     "as_counts",
     "check_n_components",
+    "check_unique",
     "csr_index",
+    "frame_values",
 ]
 
 
@@ -159,7 +162,7 @@ def _label(x: Any) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class _Where:
+class Where:
     """Describe entry (i, j) by its row and column labels and, from a file, its line."""
 
     row: np.ndarray | None
@@ -168,6 +171,7 @@ class _Where:
     line_dim: int = 0
 
     def __call__(self, i: int, j: int) -> str:
+        """Return "row R, column C" (and the file's line) for entry (i, j)."""
         r = _label(self.row[i]) if self.row is not None else str(i)
         c = _label(self.column[j]) if self.column is not None else str(j)
         text = f"row {r}, column {c}"
@@ -176,20 +180,21 @@ class _Where:
         return text
 
 
-def _coords_of(V: Any) -> _Where:
+def _coords_of(V: Any) -> Where:
     if isinstance(V, pd.DataFrame):
-        return _Where(np.asarray(V.index), np.asarray(V.columns))
+        return Where(np.asarray(V.index), np.asarray(V.columns))
     if isinstance(V, xr.DataArray):
         rows = np.asarray(V[V.dims[0]].values) if V.dims[0] in V.coords else None
         cols = np.asarray(V[V.dims[1]].values) if V.dims[1] in V.coords else None
         if "line" in V.coords and V["line"].ndim == 1 and V["line"].dims[0] in V.dims:
             dim = V.dims.index(V["line"].dims[0])
-            return _Where(rows, cols, np.asarray(V["line"].values), dim)
-        return _Where(rows, cols)
-    return _Where(None, None)
+            return Where(rows, cols, np.asarray(V["line"].values), dim)
+        return Where(rows, cols)
+    return Where(None, None)
 
 
-def _check_unique(labels: np.ndarray | None, axis: str, name: str) -> None:
+def check_unique(labels: np.ndarray | None, axis: str, name: str) -> None:
+    """Raise ValueError naming the duplicated ``axis`` labels of ``name``, if any."""
     if labels is None:
         return
     idx = pd.Index(labels)
@@ -305,7 +310,7 @@ def _as_missing(mask: Any, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarr
     return r.astype(np.int64), c.astype(np.int64)
 
 
-def _frame_values(df: pd.DataFrame, name: str, where: _Where) -> np.ndarray:
+def frame_values(df: pd.DataFrame, name: str, where: Where) -> np.ndarray:
     """Return a DataFrame's cells as float64 (NaN for NaN, pd.NA, empty cells), by column.
 
     Accepts NumPy and pandas nullable numeric dtypes (``Int8`` to ``UInt64``, ``Float32``,
@@ -397,8 +402,8 @@ def as_counts(
     if isinstance(V, xr.DataArray) and set(V.dims) == {"row", "column"}:
         V = V.transpose("row", "column")  # by name: ("column", "row") is not read by position
     where = _coords_of(V)
-    _check_unique(where.row, "row", name)
-    _check_unique(where.column, "column", name)
+    check_unique(where.row, "row", name)
+    check_unique(where.column, "column", name)
     coo, arr = _read_input(V, name, where)
     if coo is not None:
         values, nz, missing_rc = _sparse_entries(coo, mask, missing, name, where, integer)
@@ -458,7 +463,7 @@ def _unpack_with_mask(counts: Counts, mask: Any) -> tuple[Any, Any]:
     return xr.DataArray(counts.dense(), dims=DIMS, coords=coords), mask
 
 
-def _read_input(V: Any, name: str, where: _Where) -> tuple[Any, Any]:
+def _read_input(V: Any, name: str, where: Where) -> tuple[Any, Any]:
     """Read V as COO entries (sparse input) or as a dense array, after the shape checks.
 
     Returns ``(coo, None)`` or ``(None, arr)``; V must be 2-D with rows and columns.
@@ -485,7 +490,7 @@ def _read_input(V: Any, name: str, where: _Where) -> tuple[Any, Any]:
     return None, arr
 
 
-def _read_frame(df: pd.DataFrame, name: str, where: _Where) -> tuple[Any, Any]:
+def _read_frame(df: pd.DataFrame, name: str, where: Where) -> tuple[Any, Any]:
     """Read a DataFrame: all columns sparse with fill 0 as COO, any other as dense."""
     _check_not_empty((int(df.shape[0]), int(df.shape[1])), name)
     sparse_cols = [isinstance(d, pd.SparseDtype) for d in df.dtypes]
@@ -496,11 +501,11 @@ def _read_frame(df: pd.DataFrame, name: str, where: _Where) -> tuple[Any, Any]:
         return sp.coo_array(acc.to_coo()), None
     if any(sparse_cols):  # sparse beside dense columns, or a non-zero fill
         df = df.apply(lambda s: s.sparse.to_dense() if isinstance(s.dtype, pd.SparseDtype) else s)
-    return None, _frame_values(df, name, where)
+    return None, frame_values(df, name, where)
 
 
 def _sparse_entries(
-    coo: Any, mask: Any, missing: str, name: str, where: _Where, integer: bool
+    coo: Any, mask: Any, missing: str, name: str, where: Where, integer: bool
 ) -> tuple[Any, _Entries, _Missing | None]:
     """Validate sparse input's stored entries: CSR values, sorted non-zeros, missing ones.
 
@@ -540,7 +545,7 @@ def _sparse_entries(
 
 
 def _dense_entries(
-    arr: np.ndarray, mask: Any, missing: str, name: str, where: _Where, integer: bool
+    arr: np.ndarray, mask: Any, missing: str, name: str, where: Where, integer: bool
 ) -> tuple[np.ndarray, _Entries, _Missing]:
     """Validate a dense array: float64 values (0 where missing), non-zeros, missing ones.
 

@@ -166,12 +166,12 @@ def _text_frame(p: Path, sep: str, index: bool) -> tuple[pd.DataFrame, np.ndarra
 
 
 def _numeric(df: pd.DataFrame, name: str, lines: np.ndarray | None) -> np.ndarray:
-    from .data import _frame_values, _Where
+    from .data import Where, frame_values
 
     if df.shape[0] and all(d == np.int64 for d in df.dtypes):
         return df.to_numpy(dtype=np.int64)
-    where = _Where(np.asarray(df.index), np.asarray(df.columns), lines)
-    return _frame_values(df, name, where)
+    where = Where(np.asarray(df.index), np.asarray(df.columns), lines)
+    return frame_values(df, name, where)
 
 
 def _warn_integer_labels(labels: Any, name: str) -> None:
@@ -244,7 +244,7 @@ def read_counts(
     TypeError
         For a table cell that is not a number (named by row, column and line).
     """
-    from .data import _check_unique
+    from .data import check_unique
 
     if duplicates not in ("raise", "sum"):
         raise ValueError(f"duplicates must be 'raise' or 'sum', got {duplicates!r}")
@@ -292,8 +292,8 @@ def read_counts(
         _warn_integer_labels(df.index, name)
     if duplicates == "sum":
         df, lines = _sum_duplicates(df), None
-    _check_unique(np.asarray(df.index), "row", name)
-    _check_unique(np.asarray(df.columns), "column", name)
+    check_unique(np.asarray(df.index), "row", name)
+    check_unique(np.asarray(df.columns), "column", name)
     values = _numeric(df, name, lines)
     coords: dict[str, Any] = {"row": np.asarray(df.index), "column": np.asarray(df.columns)}
     if lines is not None:
