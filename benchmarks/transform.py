@@ -48,7 +48,7 @@ def load() -> str:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--new", type=int, default=1000)
-    ap.add_argument("--draws", type=int, default=500)
+    ap.add_argument("--draws", type=int, default=None, help="default: fit_loadings's")
     ap.add_argument("--executor", choices=("none", "threads"), default="threads")
     args = ap.parse_args()
     rng = np.random.default_rng(2026)
@@ -70,8 +70,9 @@ def main() -> None:
 
     ex = ThreadPoolExecutor(2) if args.executor == "threads" else None
     t, c = time.perf_counter(), time.process_time()
+    kw = {} if args.draws is None else {"draws": args.draws}
     tree = pnmf.fit_loadings(
-        V_new, W, priors=None, method="posterior", draws=args.draws, random_seed=0, executor=ex
+        V_new, W, priors=None, method="posterior", random_seed=0, executor=ex, **kw
     )
     Hd = tree["posterior"]["H"]
     mean = Hd.mean(("chain", "draw"))
@@ -79,19 +80,28 @@ def main() -> None:
     t_post, c_post = time.perf_counter() - t, time.process_time() - c
     if ex is not None:
         ex.shutdown()
+    A = tree.attrs
+    workers = 2 if ex is not None else 1
     print(
         f"fit_loadings posterior + means and 90% intervals: {t_post:.2f} s "
-        f"(CPU {c_post:.1f} s over all threads) "
-        f"(4 chains x {args.draws} draws; executor {args.executor}, 2 workers; target <= 60 s), "
-        f"acceptance mean {tree.attrs['acceptance_rate_mean']:.2f} "
-        f"min {tree.attrs['acceptance_rate_min']:.2f}, {load()}"
+        f"(CPU {c_post:.1f} s over all threads) ({A['chains']} chains x {A['draws']} draws, "
+        f"tune {A['tune']}; executor {args.executor}, {workers} worker threads; target <= 60 s); "
+        f"per sample {A['logp_evaluations_per_sample']:.0f} log-density and "
+        f"{A['gradient_evaluations_per_sample']:.0f} gradient evaluations; acceptance: "
+        f"independence steps mean {A['acceptance_rate_mean']:.2f} min "
+        f"{A['acceptance_rate_min']:.2f}, trajectories mean {A['hmc_acceptance_mean']:.2f}; "
+        f"{load()}"
     )
     t = time.perf_counter()
     diag = pnmf.diagnose(tree)
+    ess_min = diag.check("ess_bulk").value
     print(
         f"diagnose: {time.perf_counter() - t:.1f} s; verdict {diag.verdict}, "
         f"max R-hat {diag.check('r_hat').value:.4f}, min bulk ESS "
-        f"{diag.check('ess_bulk').value:.0f}, min tail ESS {diag.check('ess_tail').value:.0f}"
+        f"{ess_min:.0f}, min tail ESS {diag.check('ess_tail').value:.0f}; slowest loading: "
+        f"{ess_min / c_post:.1f} bulk ESS per CPU second, "
+        f"{ess_min / A['logp_evaluations_per_sample']:.4f} per log-density and "
+        f"{ess_min / A['gradient_evaluations_per_sample']:.4f} per gradient evaluation; {load()}"
     )
     print(f"posterior mean vs MAP: median |diff| {float(np.median(abs(mean.values - H_map))):.3g}")
     del lo, hi
