@@ -12,19 +12,34 @@ of V are independent problems, each with K unknowns.
     that column alone. A point estimate: the returned tree holds one draw.
 
 ``method="posterior"``
-    Exact draws from p(H | V, W) by Metropolis-Hastings on u = log h, column by column
-    (each a K-dimensional, smooth problem; compiled with Numba). The proposal is fitted
-    to each column: a multivariate t (4 degrees of freedom) centred at the mode of the
-    log-space density, which is the h-space MAP with prior shape a + 1 (the Jacobian
-    adds log h; :func:`poisson_nmf.kl.fit_h`), with the scale of the inverse negative
-    Hessian there, diag(a) + Σ_f v_f r_f r_f^T with r_fk = w_fk h_k / λ_f. Each iteration
-    is an independence step from that proposal and then a random-walk step of the same
-    shape (scale 2.38 / sqrt(K)); both leave p(H | V, W) invariant, so the chain is exact
-    whatever the proposal's quality, which only sets the speed. ``inner`` iterations are
-    made per kept draw. ``attrs["sampler"]`` names it, with the acceptance rates. The
-    conjugate Gibbs sampler on latent counts (Cemgil 2009) was tried first and not kept:
-    with hundreds of counts per sample the latent allocations move little per sweep
-    (see ``benchmarks/README.md``). R-hat and ESS of every loading
+    Exact draws from p(H | V, W), column by column (each a K-dimensional, smooth
+    problem; compiled with Numba, one call per block of columns and all its chains). The
+    chain runs in y with h = |y|^p (p = 2 for prior shapes a >= 1, 2 / a below: the
+    square root of a Poisson rate is near-Gaussian, so loadings whose posterior reaches
+    down to 0 are not stretched into the long left tail they have in log space); the
+    target is log π(y) = Σ_f v_f log λ_f - Σ_k (b_k + Σ_f w_fk) h_k + Σ_k (p_k a_k - 1)
+    log|y_k|. Per column:
+
+    1. the Laplace approximation at the mode (the h-space MAP with prior shape
+       a + 1 - 1/p, :func:`poisson_nmf.kl.fit_h`), then ``_IS_ROUNDS`` rounds of
+       importance sampling (``_N_IS`` draws each) from a multivariate t (4 degrees of
+       freedom) that move it to the weighted mean and covariance;
+    2. each chain starts from an importance draw resampled by its weight; each
+       iteration is an independence step from that t (a jump across the whole posterior
+       when it is accepted) and a Hamiltonian trajectory with the t's covariance as
+       inverse mass matrix and a path of 1.5 (whitened units), its step size tuned
+       during ``tune`` iterations by dual averaging (Hoffman & Gelman 2014, acceptance
+       0.8) and then fixed to the median over the chains (jittered by ±10 %).
+
+    Nothing adapts after tuning and every step leaves p(H | V, W) invariant, so the draws
+    are exact whatever the quality of the adaptation, which only sets the speed.
+    ``attrs`` names the sampler and gives the acceptance rates and the log-density and
+    gradient evaluations per sample (a count of work that does not depend on the
+    machine's load). Tried and not kept (``benchmarks/README.md``): the conjugate Gibbs
+    sampler on latent counts (Cemgil 2009; with hundreds of counts per sample the latent
+    allocations move little per sweep), and Metropolis-Hastings in log space (a
+    Laplace-t independence step, a random walk and single-coordinate Gamma steps:
+    slowest bulk ESS 45 of 2,000 draws at K = 10). R-hat and ESS of every loading
     (:func:`poisson_nmf.diagnose`) say whether the draws suffice.
 
 W given as a fitted posterior tree (from :func:`poisson_nmf.sample_posterior`): the
@@ -33,8 +48,10 @@ update W. Draws of W are taken evenly spaced over all chains and draws of the tr
 per kept draw of H; ``attrs["cut_posterior"]`` says how many and which); for each, the
 chain of H makes ``inner`` iterations given that W, starting where it was, and keeps the
 last: exact as ``inner`` grows (successive draws of W are close in distribution, so a
-few suffice). The proposal is fitted at the posterior mean of W, its scale widened by
-1.5. ``method="map"`` with a tree uses the posterior mean of W.
+few suffice). The Laplace approximation is taken at the posterior mean of W, its scale
+widened by 1.5, and the importance sampling weights its draws under the tree's draws of W
+in turn; tuning runs given the chain's first draw of W. ``method="map"`` with a tree uses
+the posterior mean of W.
 
 Flat priors (``priors=None``: a = 1, b = 0) are allowed for both methods: given W with
 positive column sums, p(H | V, W) is proper (it decays as exp(-h Σ_f w_fk)). With
@@ -51,6 +68,10 @@ References
 ----------
 - A. T. Cemgil, "Bayesian inference for nonnegative matrix factorisation models",
   Comput. Intell. Neurosci. (2009).
+- R. M. Neal, "MCMC using Hamiltonian dynamics", Handbook of Markov Chain Monte Carlo
+  (2011).
+- M. D. Hoffman and A. Gelman, "The No-U-Turn Sampler", JMLR 15 (2014), algorithm 5
+  (dual averaging of the step size).
 - P. E. Jacob, L. M. Murray, C. C. Holmes and C. P. Robert, "Better together? Statistical
   learning in models made of modules", arXiv:1708.08719 (2017) (cut posteriors).
 """
@@ -77,8 +98,9 @@ from .priors import GammaPriors
 __all__ = ["SAMPLER", "diagnose_loadings", "fit_loadings"]
 
 SAMPLER = (
-    "independence Metropolis-Hastings on log H, multivariate-t proposal at the Laplace "
-    "approximation of each sample (exact: Metropolis-Hastings targets p(H | V, W))"
+    "independence Metropolis-Hastings and Hamiltonian Monte Carlo on y = H^(1/p), proposal "
+    "and metric adapted per sample by importance sampling from the Laplace approximation "
+    "(exact: every step targets p(H | V, W), nothing adapts after tuning)"
 )
 # the proposal's degrees of freedom: tails heavier than the target's in log space
 _NU = 4.0
@@ -216,9 +238,10 @@ def _adapt(
     """Adaptive importance sampling of the proposal t(nu, mu, L L^T), in place.
 
     Each round draws ``n_is`` points from the proposal, weights them by target over
-    proposal and moves the proposal to their weighted mean and covariance (shrunk toward
-    the previous covariance by K pseudo-draws). Leaves the last round's draws in ``U`` and
-    their normalised weights in ``lw``; returns that round's effective sample fraction.
+    proposal and moves the proposal to their weighted mean and covariance, shrunk toward
+    the previous covariance by 4 K pseudo-draws (a few dominant weights must not make it
+    thin in some direction). Leaves the last round's draws in ``U`` and their normalised
+    weights in ``lw``; returns that round's effective sample fraction.
     """
     K = mu.size
     z = np.empty(K)
@@ -251,7 +274,7 @@ def _adapt(
                 for j in range(k + 1):
                     cov[k, j] += lw[i] * dk * (U[i, j] - mean[j])
         prev = L @ L.T
-        wt = ess / (ess + K)
+        wt = ess / (ess + 4.0 * K)
         for k in range(K):
             for j in range(k + 1):
                 c = wt * cov[k, j] + (1.0 - wt) * prev[k, j]
