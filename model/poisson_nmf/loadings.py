@@ -253,6 +253,11 @@ def _adapt(
             lp = _logp(U[i], p, Ws[s], ssum[s], a, b, indices, values, lo, hi)
             lw[i] = lp + 0.5 * (nu + K) * np.log1p(r2 / nu)
         mx = lw.max()
+        if not np.isfinite(mx):
+            # no draw inside the support: keep the proposal; the chains start anywhere
+            # and their first accepted step enters it
+            lw[:] = 1.0 / n_is
+            return 0.0
         tot = 0.0
         for i in range(n_is):
             lw[i] = np.exp(lw[i] - mx)
@@ -388,9 +393,11 @@ def _hmc_step(
     for k in range(K):
         kin_n += mom[k] * mom[k]
     log_ratio = lpn - lp - 0.5 * (kin_n - kin)
-    prob = 0.0
-    if np.isfinite(log_ratio):
-        prob = 1.0 if log_ratio >= 0.0 else np.exp(log_ratio)
+    prob = 0.0  # also for NaN (a trajectory that blew up)
+    if log_ratio >= 0.0:
+        prob = 1.0
+    elif log_ratio > -np.inf:
+        prob = np.exp(log_ratio)
     if rng.random() < prob:
         x[:] = xn
         u[:] = un
@@ -623,14 +630,22 @@ def _logp(
     lo: int,
     hi: int,
 ) -> float:
-    """Return log π(y) up to a constant, h_k = |y_k|^p_k (see the module docstring)."""
+    """Return log π(y) up to a constant, h_k = y_k^p_k (see the module docstring).
+
+    The target lives on y > 0 (-inf elsewhere). The gradient (:func:`_grad_x`) is that of
+    its mirror image, defined on every orthant: a trajectory may cross y_k = 0 on the way
+    (leapfrog stays reversible and volume-preserving) but is rejected if it ends there.
+    A chain that wandered into the mirror orthant would meet its metric reflected and mix
+    slowly there.
+    """
     K = y.size
     h = np.empty(K)
     lp = 0.0
     for k in range(K):
-        ay = abs(y[k])
-        h[k] = ay ** p[k]
-        lp += (p[k] * a[k] - 1.0) * np.log(ay) - (b[k] + ssum[k]) * h[k]
+        if not y[k] > 0.0:
+            return -np.inf
+        h[k] = y[k] ** p[k]
+        lp += (p[k] * a[k] - 1.0) * np.log(y[k]) - (b[k] + ssum[k]) * h[k]
     for j in range(lo, hi):
         f = indices[j]
         lam = 0.0
@@ -740,7 +755,7 @@ def fit_loadings(
     *,
     priors: GammaPriors | None = GammaPriors(),  # noqa: B008 - frozen, never mutated
     method: Literal["map", "posterior"] = "map",
-    draws: int = 1000,
+    draws: int = 500,
     tune: int = 150,
     chains: int = 4,
     inner: int = 1,
