@@ -14,11 +14,13 @@ of V are independent problems, each with K unknowns.
 ``method="posterior"``
     Exact draws from p(H | V, W), column by column (each a K-dimensional, smooth
     problem; compiled with Numba, one call per block of columns and all its chains). The
-    chain runs in y with h = |y|^p (p = 2 for prior shapes a >= 1, 2 / a below: the
+    chain runs in y > 0 with h = y^p (p = 2 for prior shapes a >= 1, 2 / a below: the
     square root of a Poisson rate is near-Gaussian, so loadings whose posterior reaches
     down to 0 are not stretched into the long left tail they have in log space); the
     target is log π(y) = Σ_f v_f log λ_f - Σ_k (b_k + Σ_f w_fk) h_k + Σ_k (p_k a_k - 1)
-    log|y_k|. Per column:
+    log y_k on y > 0 (trajectories may cross y_k = 0 under the gradient of its mirror
+    image but are rejected if they end there: a chain in a mirror orthant would meet the
+    metric reflected and mix slowly). Per column:
 
     1. the Laplace approximation at the mode (the h-space MAP with prior shape
        a + 1 - 1/p, :func:`poisson_nmf.kl.fit_h`), then ``_IS_ROUNDS`` rounds of
