@@ -6,8 +6,10 @@ Dirichlet(0.3) signatures, Gamma(1, 300) loadings, NumPy's (shape, scale)). New 
 1000 more from the same model. Timed, one after the other in one process:
 
 - ``fit_loadings(method="map")`` (the flat-prior MAP given W; target at most 5 s);
-- ``fit_loadings(method="posterior")`` and the means and 90 % intervals of every loading
-  (4 chains x 500 draws; target at most 60 s on 2 cores), with R-hat and ESS;
+- ``fit_loadings(method="posterior")`` at its defaults and the means and 90 % intervals
+  of every loading (target at most 60 s on 2 cores), with the log-density and gradient
+  evaluations per sample (a count of work that does not depend on the load), R-hat and
+  ESS, and the bulk ESS of the slowest loading per CPU second and per evaluation;
 - scikit-learn's ``NMF.transform`` with the same components (``solver="mu"``, 200
   iterations (its default) and 2000, ``tol=1e-10``), and the agreement of the flat-prior
   MAP with it: both objectives (``poisson_nmf.kl_divergence``) and the largest
