@@ -75,8 +75,11 @@ def test_bad_input():
     with pytest.raises(ValueError, match="non-integer"):
         pnmf.fit_loadings(V * 0.5, W, method="posterior")
     pnmf.fit_loadings(V * 0.5, W, priors=None, method="map")  # KL is defined for it
-    with pytest.raises(ValueError, match="missing value"):
+    with pytest.raises(ValueError, match="missing value") as err:
         pnmf.fit_loadings(np.where(V > 0, np.nan, 0), W)
+    # the remedy is one that fit_loadings takes (it has no missing= argument)
+    assert "missing='mask'" not in str(err.value)
+    assert "fit_loadings takes no missing entries" in str(err.value)
     with pytest.raises(ValueError, match="contains inf"):
         pnmf.fit_loadings(np.where(V > 0, np.inf, 0), W)
     with pytest.raises(ValueError, match="method must be one of"):

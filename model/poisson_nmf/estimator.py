@@ -141,6 +141,14 @@ class PoissonNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimato
     draws, tune, chains : int
         Posterior sampling settings (``"nuts"``, ``"vi"``) and the draws behind
         ``transform(X, return_std=True)``.
+    alpha_W, alpha_H, l1_ratio : float, float or "same", float
+        scikit-learn's L1 regularisation (``NMF``'s names and defaults), as exponential
+        priors: with ``l1_ratio=1``, X of shape (n_samples, n_features) and the loadings
+        playing scikit-learn's W, the loadings get Gamma(1, rate n_features * alpha_W)
+        priors and the components Gamma(1, rate n_samples * alpha_H) (``"same"``:
+        alpha_W), so the MAP objective is scikit-learn's (see Notes). Any alpha > 0 needs
+        ``l1_ratio=1`` (the L2 part is a Gaussian-type penalty, which no Gamma prior
+        gives) and excludes ``priors``. A zero alpha leaves that factor flat.
 
     Attributes
     ----------
@@ -162,7 +170,21 @@ class PoissonNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimato
     -----
     ``transform`` gives each sample's loadings as the flat-prior MAP given
     ``components_`` (the KL minimiser, solved column by column to rounding: the result
-    for a sample does not depend on the others). ``fit_transform(X)`` is
+    for a sample does not depend on the others); with ``alpha_W > 0`` the MAP under the
+    loadings' exponential prior, as scikit-learn's ``transform`` does.
+
+    The alpha mapping. scikit-learn's ``NMF(beta_loss="kullback-leibler",
+    l1_ratio=1)`` minimises (``sklearn/decomposition/_nmf.py``,
+    ``_compute_regularization``)::
+
+        D_KL(X || W_sk H_sk) + alpha_W n_features |W_sk|_1 + alpha_H n_samples |H_sk|_1
+
+    with W_sk (n_samples, K) the loadings and H_sk (K, n_features) the components. In
+    this library's orientation V = X^T (F x N), W = H_sk^T, H = W_sk^T, and the negative
+    log posterior of V ~ Poisson(WH) with exponential (Gamma(1, b)) priors is
+    D_KL(V || WH) + b_W Σ W + b_H Σ H + const: the same objective when
+    b_H = n_features alpha_W (rate of the loadings) and b_W = n_samples alpha_H (rate of
+    the components), i.e. alpha_W = b_H / F and alpha_H = b_W / N. ``fit_transform(X)`` is
     ``fit(X).transform(X)``. ``score`` is held-out (document completion, see
     :func:`completion_score`), so ``GridSearchCV`` over ``n_components`` compares ranks
     on what the fit did not see.
@@ -180,6 +202,9 @@ class PoissonNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimato
         draws: int = 1000,
         tune: int = 1000,
         chains: int = 4,
+        alpha_W: float = 0.0,
+        alpha_H: float | str = "same",
+        l1_ratio: float = 0.0,
     ) -> None:
         self.n_components = n_components
         self.method = method
@@ -190,6 +215,9 @@ class PoissonNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimato
         self.draws = draws
         self.tune = tune
         self.chains = chains
+        self.alpha_W = alpha_W
+        self.alpha_H = alpha_H
+        self.l1_ratio = l1_ratio
 
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
@@ -247,28 +275,97 @@ class PoissonNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimato
         counts = self._counts(X, counts_needed=posterior)
         if counts.nz_values.size == 0:
             raise ValueError("X is all zeros; there is nothing to factorise")
+        priors = self._alpha_priors(X.shape[0], X.shape[1], posterior=posterior)
         seed = _seed(self.random_state)
         self.fit_: Any = None
         self.idata_: Any = None
         if not posterior:
             res = kl_nmf(
-                counts, K, priors=self.priors, max_iter=self.max_iter, tol=self.tol,
+                counts, K, priors=priors, max_iter=self.max_iter, tol=self.tol,
                 random_seed=seed,
             )  # fmt: skip
             W = res.W
             self.fit_ = res
             self.n_iter_ = int(res.n_iter)
         else:
-            W = self._fit_posterior(counts, K, seed)
+            W = self._fit_posterior(counts, K, seed, priors)
             self.n_iter_ = int(self.draws)
         scale = W.sum(axis=0)
+        # the components' scales: an L1 penalty on the loadings is not scale-free, so
+        # transform applies it on the scale the fit had (see _loadings_priors)
+        self._component_scale = np.where(scale > 0, scale, 1.0)
         F = W.shape[0]
         comps = np.where(scale > 0, W / np.where(scale > 0, scale, 1.0), 1.0 / F)
         self.components_ = np.ascontiguousarray(comps.T)
         self.n_components_ = K
         return self
 
-    def _fit_posterior(self, counts: Counts, K: int, seed: Any) -> np.ndarray:
+    def _alphas(self) -> tuple[float, float]:
+        """(alpha_W, alpha_H) checked; raises for an L2 part or priors given as well."""
+        a_h = self.alpha_W if isinstance(self.alpha_H, str) else self.alpha_H
+        if isinstance(self.alpha_H, str) and self.alpha_H != "same":
+            raise ValueError(f"alpha_H must be a float or 'same', got {self.alpha_H!r}")
+        for name, v in (("alpha_W", self.alpha_W), ("alpha_H", a_h), ("l1_ratio", self.l1_ratio)):
+            if isinstance(v, bool) or not isinstance(v, numbers.Real) or not v >= 0:
+                raise ValueError(f"{name} must be a number >= 0, got {v!r}")
+        if self.l1_ratio > 1:
+            raise ValueError(f"l1_ratio must be in [0, 1], got {self.l1_ratio!r}")
+        alpha_w, alpha_h = float(self.alpha_W), float(a_h)
+        if (alpha_w > 0 or alpha_h > 0) and self.l1_ratio != 1:
+            raise ValueError(
+                f"alpha_W/alpha_H > 0 need l1_ratio=1 here, got l1_ratio={self.l1_ratio!r}: "
+                "an L1 penalty is an exponential (Gamma(1, rate)) prior, while the L2 part "
+                "is a Gaussian-type penalty with no Gamma-prior form; pass l1_ratio=1, or "
+                "set alpha_W=alpha_H=0 and give priors=GammaPriors(...)"
+            )
+        if (alpha_w > 0 or alpha_h > 0) and self.priors is not None:
+            raise ValueError(
+                "give either priors or alpha_W/alpha_H (which set exponential priors), not "
+                "both; set alpha_W=0 and alpha_H=0 to use priors"
+            )
+        return alpha_w, alpha_h
+
+    def _alpha_priors(
+        self, n_samples: int, n_features: int, *, posterior: bool
+    ) -> GammaPriors | None:
+        """``priors``, or the exponential priors that alpha_W/alpha_H stand for.
+
+        Loadings (H, K x n_samples): rate n_features * alpha_W; components (W,
+        n_features x K): rate n_samples * alpha_H (see the class Notes). A zero alpha is
+        a rate of 1e-300, flat to rounding (GammaPriors needs rates > 0).
+        """
+        alpha_w, alpha_h = self._alphas()
+        if alpha_w == 0 and alpha_h == 0:
+            return self.priors
+        if posterior and min(alpha_w, alpha_h) == 0:
+            raise ValueError(
+                f"method={self.method!r} needs alpha_W > 0 and alpha_H > 0 (got "
+                f"{alpha_w} and {alpha_h}): a zero alpha is a flat prior, which makes the "
+                "posterior improper; give both, or use method='map'"
+            )
+        return GammaPriors(
+            w_shape=1.0,
+            w_rate=max(n_samples * alpha_h, _RATE_FLOOR),
+            h_shape=1.0,
+            h_rate=max(n_features * alpha_w, _RATE_FLOOR),
+        )
+
+    def _loadings_priors(self) -> GammaPriors | None:
+        """Return the loadings' prior in transform: None (flat) unless alpha_W > 0.
+
+        On the scale of ``components_`` (rows summing to one) the fit's rate
+        n_features * alpha_W on loadings of the unnormalised components becomes
+        n_features * alpha_W / s_k for component k of column sum s_k.
+        """
+        alpha_w, _ = self._alphas()
+        if alpha_w == 0:
+            return None
+        rate = self.n_features_in_ * alpha_w / self._component_scale
+        return GammaPriors(h_shape=1.0, h_rate=rate[:, None])
+
+    def _fit_posterior(
+        self, counts: Counts, K: int, seed: Any, priors: GammaPriors | None
+    ) -> np.ndarray:
         from .sampling.api import sample_posterior
 
         kwargs: dict[str, Any] = {}
@@ -280,7 +377,7 @@ class PoissonNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimato
                 )
             kwargs["method"] = "vi"
         idata = sample_posterior(
-            counts, K, priors=self.priors if self.priors is not None else DEFAULT_PRIORS,
+            counts, K, priors=priors if priors is not None else DEFAULT_PRIORS,
             draws=self.draws, tune=self.tune, chains=self.chains, random_seed=seed,
             normalize="W", **kwargs,
         )  # fmt: skip
@@ -310,14 +407,17 @@ class PoissonNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimato
         check_is_fitted(self)
         X = self._check_X(X, reset=False, where="transform")
         counts = self._counts(X, counts_needed=self.method != "map" or return_std)
-        H, _, _ = fit_h(counts, self.components_.T, max_iter=_LOADINGS_MAX_ITER, tol=_LOADINGS_TOL)
+        H, _, _ = fit_h(
+            counts, self.components_.T, priors=self._loadings_priors(),
+            max_iter=_LOADINGS_MAX_ITER, tol=_LOADINGS_TOL,
+        )  # fmt: skip
         if not return_std:
             return np.ascontiguousarray(H.T)
         from .loadings import fit_loadings
 
         source: Any = self.idata_ if self.idata_ is not None else self.components_.T
         tree = fit_loadings(
-            counts, source, priors=None, method="posterior",
+            counts, source, priors=self._loadings_priors(), method="posterior",
             chains=min(int(self.chains), 4), draws=250, random_seed=_seed(self.random_state),
         )  # fmt: skip
         sd = tree["posterior"]["H"].std(("chain", "draw"), ddof=1)
