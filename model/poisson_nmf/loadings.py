@@ -91,7 +91,7 @@ import pandas as pd
 import scipy.sparse as sp
 import xarray as xr
 
-from ._validation import DEFAULT_PRIORS
+from ._validation import DEFAULT_PRIORS, check_choice, check_int
 from .data import MISSING_REMEDY, Counts, ZeroRowsColumnsWarning, as_counts
 from .loadings_kernels import block_draws
 from .loadings_proposal import MAP_MAX_ITER, MAP_TOL, laplace, power
@@ -212,12 +212,6 @@ def _validate_counts(V_new: Any, method: str) -> Counts:
             raise ValueError(msg) from None
 
 
-def _check_int(value: Any, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
 def fit_loadings(
     V_new: Any,
     W: Any,
@@ -309,13 +303,12 @@ def fit_loadings(
 
 def _check_settings(method: str, draws: Any, tune: Any, chains: Any, inner: Any) -> tuple:
     """Check ``method`` and return (draws, tune, chains, inner) as ints (ValueError)."""
-    if method not in _METHODS:
-        raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
+    check_choice(method, "method", _METHODS)
     return (
-        _check_int(draws, "draws", 1),
-        _check_int(tune, "tune", 0),
-        _check_int(chains, "chains", 1),
-        _check_int(inner, "inner", 1),
+        check_int(draws, "draws", 1),
+        check_int(tune, "tune", 0),
+        check_int(chains, "chains", 1),
+        check_int(inner, "inner", 1),
     )
 
 
