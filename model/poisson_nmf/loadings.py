@@ -13,7 +13,9 @@ of V are independent problems, each with K unknowns.
 
 ``method="posterior"``
     Exact draws from p(H | V, W), column by column (each a K-dimensional, smooth
-    problem; compiled with Numba, one call per block of columns and all its chains). The
+    problem; compiled with Numba in :mod:`poisson_nmf.loadings_kernels`, one call per
+    block of columns and all its chains, from the Laplace start of
+    :mod:`poisson_nmf.loadings_proposal`). The
     chain runs in y > 0 with h = y^p (p = 2 for prior shapes a >= 1, 2 / a below: the
     square root of a Poisson rate is near-Gaussian, so loadings whose posterior reaches
     down to 0 are not stretched into the long left tail they have in log space); the
