@@ -170,8 +170,9 @@ def _sklearn_objective(sk, X, W_sk, H_sk):
 
 
 def test_alpha_w_alpha_h_are_scikit_learns_l1_objective():
-    from poisson_nmf.optim.kl import kl_nmf
     from sklearn.decomposition import NMF
+
+    from poisson_nmf.optim.kl import kl_nmf
 
     X, _ = _table(n=50, F=20, K=3, seed=4)
     X = X.astype(np.float64)
