@@ -39,11 +39,9 @@ of V are independent problems, each with K unknowns.
     are exact whatever the quality of the adaptation, which only sets the speed.
     ``attrs`` names the sampler and gives the acceptance rates and the log-density and
     gradient evaluations per sample (a count of work that does not depend on the
-    machine's load). Tried and not kept (``benchmarks/README.md``): the conjugate Gibbs
-    sampler on latent counts (Cemgil 2009; with hundreds of counts per sample the latent
-    allocations move little per sweep), and Metropolis-Hastings in log space (a
-    Laplace-t independence step, a random walk and single-coordinate Gamma steps:
-    slowest bulk ESS 45 of 2,000 draws at K = 10). R-hat and ESS of every loading
+    machine's load). The conjugate Gibbs sampler on latent counts (Cemgil 2009) and
+    Metropolis-Hastings in log space mixed far more slowly on overlapping components
+    (figures in ``benchmarks/README.md``, transform.py). R-hat and ESS of every loading
     (:func:`poisson_nmf.diagnose`) say whether the draws suffice.
 
 W given as a fitted posterior tree (from :func:`poisson_nmf.sample_posterior`): the
