@@ -433,11 +433,13 @@ def approximation_checks(attrs: Any) -> tuple[list[Check], dict]:
         Check(
             "modes", "restarts ending in other modes (largest TV distance of W columns)",
             tv, tv_rule, tv_rule.holds(tv), "warn",
-            f"all {len(restarts)} restarts ended in the same place" if tv_rule.holds(tv) else
-            f"the {len(restarts)} restarts ended in different places (ELBO spread "
+            f"all {len(restarts)} restarts agree where they were compared "
+            f"({vi.get('restart_rule', 'at the end')})" if tv_rule.holds(tv) else
+            f"the {len(restarts)} restarts disagree where they were compared (ELBO spread "
             f"{vi.get('restart_elbo_spread', float('nan')):.1f}, W columns up to {tv:.2f} apart "
-            "in total variation): the posterior has several modes and q describes the best "
-            "one found",
+            "in total variation; the screened restarts stop early, so part of the gap may "
+            "close with more iterations): the posterior may have several modes and q "
+            "describes the best one found",
         )
     )  # fmt: skip
     conv = bool(vi.get("converged", True))

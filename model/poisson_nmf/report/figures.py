@@ -48,7 +48,8 @@ FIGURES: dict[str, str] = {
     "i is row i // N, column i % N); above the line at 0.7 the leave-one-out estimate for "
     "that entry is unreliable.",
     "elbo.png": "Variational fit: the ELBO of the kept restart along its iterations "
-    "(coordinate ascent: it never decreases), and every restart's final ELBO.",
+    "(coordinate ascent: it never decreases), and every restart's ELBO where the restarts "
+    "were compared (after the screening iterations, where the best was chosen).",
     "map_vs_kl.png": "MAP versus KL-NMF from the same start. Left: the objective along the "
     "iterations of each method, above the better of the two final objectives. Middle and "
     "right: the factors of the two fits, normalised and matched; on the diagonal when both "
@@ -119,7 +120,7 @@ def _fig_elbo(idata: xr.DataTree, path: Path) -> None:
     finals = [r["elbo"] for r in vi["restarts"]]
     b.plot(range(len(finals)), finals, "o", color="#dd8452")
     b.set_xlabel("restart")
-    b.set_ylabel("final ELBO")
+    b.set_ylabel("ELBO where compared")
     b.set_xticks(range(len(finals)))
     b.set_title(f"restarts (spread {vi['restart_elbo_spread']:.1f})", fontsize=10)
     fig.tight_layout()
