@@ -94,7 +94,8 @@ BAD_INPUTS = [
         np.array([[1, np.nan]]),
         ValueError,
         r"V has 1 missing value\(s\) \(NaN, pd.NA or an empty cell\), the first at row 0, "
-        r"column 1; pass missing='mask' .*\(command line: --missing mask\)",
+        r"column 1; to leave them out .*as_counts\(V, missing='mask'\) "
+        r".*\(.*command line: --missing mask\)",
     ),
     (np.array([[np.inf, 1]]), ValueError, r"V contains inf \(first at row 0, column 0\)"),
     (np.zeros((0, 3)), ValueError, r"V is empty: it has no rows \(shape \(0, 3\)\)"),
@@ -185,7 +186,7 @@ def test_convert_dtypes_frame_and_pd_na():
     assert str(df.dtypes.iloc[0]) == "Int64"
     with pytest.raises(
         ValueError,
-        match=r"1 missing value\(s\) .* first at row 'z', column 'a'; pass missing='mask'",
+        match=r"1 missing value\(s\) .* first at row 'z', column 'a'; to leave them out",
     ):
         pnmf.as_counts(df)
     c = pnmf.as_counts(df, missing="mask")
@@ -208,7 +209,7 @@ def test_sparse_frame_stays_sparse_and_nan_masks():
     assert c.is_sparse and list(c.row) == ["a", "b", "c"]
     np.testing.assert_array_equal(c.dense(), X.toarray())
     Y = sp.csr_array(np.array([[0, np.nan], [1, 2]]))
-    with pytest.raises(ValueError, match="first at row 0, column 1; pass missing='mask'"):
+    with pytest.raises(ValueError, match="first at row 0, column 1; to leave them out"):
         pnmf.as_counts(Y)
     c = pnmf.as_counts(Y, missing="mask")
     assert c.is_sparse and (c.missing_rows.tolist(), c.missing_cols.tolist()) == ([0], [1])
@@ -294,3 +295,11 @@ def test_csr_index_matches_scipy():
     np.testing.assert_array_equal(indices, ref.indices)
     np.testing.assert_array_equal(vals[order], ref.data)
     assert indptr.dtype == indices.dtype == np.int64
+
+
+def test_a_fully_masked_table_is_called_missing_not_zeros():
+    X = np.array([[1.0, np.nan], [np.nan, np.nan]])
+    with pytest.raises(ValueError, match=r"every entry of V \(shape \(2, 2\)\) is missing"):
+        pnmf.as_counts(X, mask=np.array([[True, False], [False, False]]), missing="mask")
+    with pytest.raises(ValueError, match="V is all zeros"):  # zeros are not missing
+        pnmf.as_counts(np.array([[0.0, np.nan]]), missing="mask")

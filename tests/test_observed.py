@@ -41,7 +41,8 @@ def table() -> np.ndarray:
 
 @pytest.mark.parametrize("sparse", [False, True])
 @pytest.mark.parametrize("masked", [False, True])
-def test_round_trip_through_netcdf(table, tmp_path, sparse, masked):
+@pytest.mark.parametrize("layout", ["auto", "grid", "entries"])
+def test_round_trip_through_netcdf(table, tmp_path, sparse, masked, layout):
     X = table.copy()
     mask = None
     if masked:
@@ -49,22 +50,52 @@ def test_round_trip_through_netcdf(table, tmp_path, sparse, masked):
         mask[1, 2] = mask[4, 0] = True
     V = sp.csr_array(X) if sparse else X
     counts = pnmf.as_counts(V, mask=mask)
-    tree = _tree(counts)
-    assert observed_layout(tree["observed_data"]) == ("entries" if sparse else "grid")
+    tree = _tree(counts, layout)
+    # a 7 x 9 table is small: "auto" keeps the grid even for sparse input
+    want = "entries" if layout == "entries" else "grid"
+    assert observed_layout(tree["observed_data"]) == want
     tree.to_netcdf(tmp_path / "t.nc", engine="h5netcdf")
     back = xr.open_datatree(tmp_path / "t.nc", engine="h5netcdf").load()
     got = observed_counts(back)
     _same(got, counts)
-    assert got.is_sparse == sparse
+    assert got.is_sparse == (want == "entries")
 
 
 def test_entries_layout_stores_only_the_non_zeros(table):
     counts = pnmf.as_counts(sp.csr_array(table))
-    obs = observed_group(counts)
+    obs = observed_group(counts, "entries")
     assert obs["V"].dims == ("entry",)
     assert obs.sizes["entry"] == int((table != 0).sum())
     assert (obs["V"].values > 0).all()
     assert obs.attrs["shape"] == [7, 9] and obs["V"].dtype == np.int32
+
+
+def test_large_sparse_input_leaves_the_grid(monkeypatch):
+    import poisson_nmf.observed as observed
+
+    counts = pnmf.as_counts(sp.csr_array(np.eye(30, 40)))
+    assert observed_layout(observed_group(counts)) == "grid"  # 1,200 cells
+    monkeypatch.setattr(observed, "GRID_MAX_ENTRIES", 1000)
+    assert observed_layout(observed_group(counts)) == "entries"
+    assert observed_layout(observed_group(pnmf.as_counts(np.eye(30, 40)))) == "grid"  # dense
+
+
+def test_listed_entries_are_kept_in_their_order_and_must_hold_every_non_zero(table):
+    counts = pnmf.as_counts(sp.csr_array(table))
+    r, c = np.nonzero(table)
+    z = np.argwhere(table == 0)[:3]
+    rows, cols = np.r_[r, z[:, 0]][::-1], np.r_[c, z[:, 1]][::-1]
+    obs = observed_group(counts, entries=(rows, cols))
+    np.testing.assert_array_equal(obs["V"].values, table[rows, cols])
+    _same(observed_counts(_tree_of(counts, obs)), counts)
+    with pytest.raises(ValueError, match="every observed non-zero"):
+        observed_group(counts, entries=(r[1:], c[1:]))
+
+
+def _tree_of(counts: pnmf.Counts, obs: xr.Dataset) -> xr.DataTree:
+    tree = _tree(counts)
+    tree["observed_data"] = xr.DataTree(obs)
+    return tree
 
 
 def test_values_at_reads_zeros_as_zeros_and_masked_as_nan(table):
@@ -92,29 +123,39 @@ def test_bad_layout_is_refused(table):
         observed_group(pnmf.as_counts(table), "coo")
 
 
-def test_a_sparse_fit_keeps_its_observed_data_sparse_end_to_end(tmp_path):
-    # sample, diagnose, save, load and report a fit of sparse input: observed_data holds
-    # the non-zeros only, and the predictive checks read its zeros as observed zeros
-    # (K = 1: a single mode, so no MultipleModesWarning whatever the seed)
+def test_a_large_sparse_masked_fit_pairs_observed_data_with_its_pointwise_groups(
+    tmp_path, monkeypatch
+):
+    # sample, diagnose, save, load and report a fit of sparse, masked input whose
+    # pointwise groups leave the grid (thresholds lowered): observed_data lists exactly
+    # their entries (non-zeros and sampled zeros), so ArviZ pairs the groups entry by
+    # entry, and the report's rootogram gets integer counts
+    import poisson_nmf.observed as observed
+    from poisson_nmf.sampling import pointwise
+
+    monkeypatch.setattr(pointwise, "ZERO_SUBSAMPLE_ABOVE", 100)
+    monkeypatch.setattr(pointwise, "ZERO_SUBSAMPLE_MIN", 50)
+    monkeypatch.setattr(observed, "GRID_MAX_ENTRIES", 100)
     rng = named_rng("sparse_fit")
     X = rng.poisson(0.3, (20, 15)) * rng.poisson(4.0, (20, 15))
     X[0, 0] = 5
+    mask = np.zeros(X.shape, bool)
+    mask[3, 4] = mask[7, 1] = True
+    # K = 1: a single mode, so no MultipleModesWarning whatever the seed
     idata = pnmf.sample_posterior(
-        sp.csr_array(X), 1, draws=100, tune=150, chains=2, random_seed=3, pointwise_draws=40
-    )
+        sp.csr_array(X), 1, mask=mask, draws=100, tune=150, chains=2, random_seed=3,
+        pointwise_draws=40,
+    )  # fmt: skip
     obs = idata["observed_data"].to_dataset()
-    assert observed_layout(obs) == "entries" and obs.sizes["entry"] == int((X > 0).sum())
-    # the predictive group is on the grid here (few entries), the observed data is not:
-    # diagnose pairs them through the labels, so the coverage is the dense fit's
-    d_sparse = pnmf.diagnose(idata)
-    dense = idata.copy()
-    dense["observed_data"] = xr.DataTree(observed_group(pnmf.as_counts(X), "grid"))
-    d_dense = pnmf.diagnose(dense)
-    assert d_sparse.ppc["coverage"] == d_dense.ppc["coverage"]
-    assert d_sparse.ppc["ppp"] == d_dense.ppc["ppp"]
+    pp = idata["posterior_predictive"].to_dataset()
+    assert observed_layout(obs) == "entries" and obs.sizes["entry"] == pp.sizes["entry"]
+    np.testing.assert_array_equal(obs["row"].values, pp["row"].values)
+    np.testing.assert_array_equal(obs["column"].values, pp["column"].values)
+    diag = pnmf.diagnose(idata)
+    assert 0.0 <= diag.ppc["coverage"] <= 1.0
     path = pnmf.save_fit(idata, tmp_path / "fit.nc")
     back = pnmf.load_fit(path)
-    _same(observed_counts(back), pnmf.as_counts(X))
+    _same(observed_counts(back), pnmf.as_counts(X, mask=mask))
     folder = pnmf.write_report(back, tmp_path / "report")
     text = (folder / "report.md").read_text()
-    assert f"{int(X.sum())} counts in all" in text
+    assert f"{int(X[~mask].sum())} counts in all" in text

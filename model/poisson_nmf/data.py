@@ -150,8 +150,9 @@ def check_n_components(n_components: Any, counts: Counts | None = None) -> int:
 
 
 MISSING_REMEDY = (
-    "pass missing='mask' to leave them out of the likelihood (command line: --missing "
-    "mask), or fill or remove them"
+    "to leave them out of the likelihood, pass pnmf.as_counts(V, missing='mask') in place "
+    "of V (every function taking counts accepts it; command line: --missing mask), or "
+    "fill or remove them"
 )
 # float64, which every later layer computes in, holds whole numbers exactly up to 2**53
 EXACT_MAX = 2**53
@@ -576,6 +577,14 @@ def _dense_entries(
 
 
 def _refuse_all_zero(shape: tuple[int, int], missing_rc: _Missing | None, name: str) -> None:
+    n_missing = (
+        0 if missing_rc is None else int(np.unique(np.ravel_multi_index(missing_rc, shape)).size)
+    )
+    if n_missing == shape[0] * shape[1]:
+        raise ValueError(
+            f"every entry of {name} (shape {shape}) is missing (masked, NaN, pd.NA or an "
+            "empty cell): there is nothing to factorise"
+        )
     raise ValueError(
         f"{name} is all zeros (shape {shape}"
         + (

@@ -2,16 +2,21 @@
 
 Two layouts, chosen from the input:
 
-``"grid"`` (dense input)
+``"grid"`` (dense input, and sparse input of at most :data:`GRID_MAX_ENTRIES` cells)
     ``V`` on ``("row", "column")``, and a boolean ``mask`` on the same dims when some
-    entries are missing (``True`` = missing).
+    entries are missing (``True`` = missing). The pointwise groups of such fits are on
+    the same grid (or on the observed entries, with a mask), so ArviZ's own functions
+    (``plot_ppc_dist``, ``loo_pit``) pair them with ``observed_data``.
 
-``"entries"`` (sparse input: a SciPy sparse matrix or a sparse DataFrame)
-    ``V`` on ``("entry",)`` holds the observed **non-zero** counts, with the labels of
-    their row and column as coordinates ``row`` and ``column`` on ``entry`` (the layout
-    of the pointwise groups of large sparse fits). Masked entries are listed on a
-    dimension ``missing`` (coordinates ``missing_row`` and ``missing_column``). Every
-    other entry of the grid is an **observed zero**; ``attrs["shape"]`` is ``[F, N]``
+``"entries"`` (larger sparse input: a SciPy sparse matrix or a sparse DataFrame)
+    ``V`` on ``("entry",)`` holds the listed entries, with the labels of their row and
+    column as coordinates ``row`` and ``column`` on ``entry``: every observed
+    **non-zero** count, and, when the fit has pointwise groups on an ``entry`` dim
+    (every non-zero and a weighted subsample of zeros), exactly their entries in their
+    order, so that ``observed_data`` pairs with ``log_likelihood`` and
+    ``posterior_predictive`` entry by entry. Masked entries are listed on a dimension
+    ``missing`` (coordinates ``missing_row`` and ``missing_column``). Every entry of the
+    grid that is not listed is an **observed zero**; ``attrs["shape"]`` is ``[F, N]``
     and ``attrs["layout"] = "entries"`` says so. Storage is O(nnz), never F x N, so a
     20,000 x 5,000 table at 2 % fill stores 2 M values instead of 100 M.
 
@@ -35,6 +40,7 @@ import xarray as xr
 from .data import Counts
 
 __all__ = [
+    "GRID_MAX_ENTRIES",
     "observed_counts",
     "observed_group",
     "observed_layout",
@@ -44,13 +50,21 @@ __all__ = [
 
 Layout = Literal["grid", "entries"]
 
+#: sparse input with more cells than this is stored on an ``entry`` dim (the threshold
+#: above which the pointwise groups of a sparse fit leave the grid too)
+GRID_MAX_ENTRIES = 200_000
+
 
 def _count_dtype(values: np.ndarray) -> type[np.signedinteger]:
     big = values.size and float(np.max(values)) > np.iinfo(np.int32).max
     return np.int64 if big else np.int32
 
 
-def observed_group(counts: Counts, layout: Layout | Literal["auto"] = "auto") -> xr.Dataset:
+def observed_group(
+    counts: Counts,
+    layout: Layout | Literal["auto"] = "auto",
+    entries: tuple[np.ndarray, np.ndarray] | None = None,
+) -> xr.Dataset:
     """Build the ``observed_data`` group for ``counts``.
 
     Parameters
@@ -58,7 +72,11 @@ def observed_group(counts: Counts, layout: Layout | Literal["auto"] = "auto") ->
     counts : Counts
         Validated counts, shape (F, N), from :func:`poisson_nmf.as_counts`.
     layout : {"auto", "grid", "entries"}
-        ``"auto"`` (default): ``"entries"`` for sparse input, ``"grid"`` otherwise.
+        ``"auto"`` (default): ``"entries"`` when ``entries`` is given or the input is
+        sparse with more than :data:`GRID_MAX_ENTRIES` cells, ``"grid"`` otherwise.
+    entries : tuple of two int arrays, shape (n,) each, optional
+        Rows and columns (positions) of the entries to list, in their order: those of
+        the pointwise groups. They must include every observed non-zero.
 
     Returns
     -------
@@ -69,13 +87,15 @@ def observed_group(counts: Counts, layout: Layout | Literal["auto"] = "auto") ->
     Raises
     ------
     ValueError
-        If ``layout`` is not one of the three names.
+        If ``layout`` is not one of the three names, or ``entries`` leave out an
+        observed non-zero.
     """
+    F, N = counts.shape
     if layout == "auto":
-        layout = "entries" if counts.is_sparse else "grid"
+        big = counts.is_sparse and F * N > GRID_MAX_ENTRIES
+        layout = "entries" if entries is not None or big else "grid"
     if layout not in ("grid", "entries"):
         raise ValueError(f"layout must be 'auto', 'grid' or 'entries', got {layout!r}")
-    F, N = counts.shape
     dtype = _count_dtype(counts.nz_values)
     if layout == "grid":
         V = np.zeros((F, N), dtype=dtype)
@@ -85,25 +105,44 @@ def observed_group(counts: Counts, layout: Layout | Literal["auto"] = "auto") ->
         )
         if counts.has_mask:
             ds["mask"] = (("row", "column"), ~counts.observed())
-    else:
+        ds.attrs["layout"] = layout
+        return ds
+    if entries is None:
         order = np.lexsort((counts.nz_cols, counts.nz_rows))
-        r, c = counts.nz_rows[order], counts.nz_cols[order]
-        ds = xr.Dataset(
-            {"V": (("entry",), counts.nz_values[order].astype(dtype))},
-            coords={"row": ("entry", counts.row[r]), "column": ("entry", counts.column[c])},
+        r, c, vals = counts.nz_rows[order], counts.nz_cols[order], counts.nz_values[order]
+    else:
+        r, c = (np.asarray(a, dtype=np.int64) for a in entries)
+        vals = _values_at(counts, r, c)
+        if np.count_nonzero(vals) != counts.nz_values.size:
+            raise ValueError("entries must include every observed non-zero count")
+    ds = xr.Dataset(
+        {"V": (("entry",), vals.astype(dtype))},
+        coords={
+            "entry": np.arange(r.size),
+            "row": ("entry", counts.row[r]),
+            "column": ("entry", counts.column[c]),
+        },
+    )
+    if counts.has_mask:
+        ds = ds.assign_coords(
+            missing_row=("missing", counts.row[counts.missing_rows]),
+            missing_column=("missing", counts.column[counts.missing_cols]),
         )
-        if counts.has_mask:
-            ds = ds.assign_coords(
-                missing_row=("missing", counts.row[counts.missing_rows]),
-                missing_column=("missing", counts.column[counts.missing_cols]),
-            )
-        ds.attrs["shape"] = [F, N]
-        ds.attrs["zeros"] = (
-            "V lists the observed non-zero counts; every other entry of the row x column "
-            "grid that is not listed under 'missing' is an observed zero"
-        )
+    ds.attrs["shape"] = [F, N]
+    ds.attrs["zeros"] = (
+        "V lists the observed non-zero counts (and, where the fit has pointwise groups on "
+        "an entry dim, their zeros too); every entry of the row x column grid that is not "
+        "listed and not under 'missing' is an observed zero"
+    )
     ds.attrs["layout"] = layout
     return ds
+
+
+def _values_at(counts: Counts, r: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """V at positions (r, c) as float64 (masked entries read 0: placeholders)."""
+    if counts.is_sparse:
+        return np.asarray(counts.values[r, c], dtype=np.float64).ravel()
+    return np.asarray(counts.values, dtype=np.float64)[r, c]
 
 
 def observed_layout(obs: xr.Dataset | xr.DataTree) -> Layout:
@@ -158,23 +197,25 @@ def observed_counts(tree: xr.DataTree) -> Counts:
         nz_r, nz_c = np.nonzero((V != 0) & seen)
         mr, mc = (empty, empty) if miss is None else np.nonzero(miss)
         values: Any = np.where(seen, V, 0.0)
+        vals = values[nz_r, nz_c]
     else:
-        nz_r = _positions(row, obs["row"].values, "row")
-        nz_c = _positions(column, obs["column"].values, "column")
+        listed = np.asarray(obs["V"].values) != 0  # listed zeros are observed zeros
+        nz_r = _positions(row, obs["row"].values[listed], "row")
+        nz_c = _positions(column, obs["column"].values[listed], "column")
         if "missing" in obs.dims:
             mr = _positions(row, obs["missing_row"].values, "row")
             mc = _positions(column, obs["missing_column"].values, "column")
         else:
             mr, mc = empty, empty
-        vals = np.asarray(obs["V"].values, dtype=np.float64)
+        vals = np.asarray(obs["V"].values, dtype=np.float64)[listed]
+        order = np.lexsort((nz_c, nz_r))  # row-major, as as_counts lists them
+        nz_r, nz_c, vals = nz_r[order], nz_c[order], vals[order]
         values = sp.csr_array((vals, (nz_r, nz_c)), shape=(F, N))
     return Counts(
         values=values,
         nz_rows=np.asarray(nz_r, dtype=np.int64),
         nz_cols=np.asarray(nz_c, dtype=np.int64),
-        nz_values=np.asarray(
-            values[nz_r, nz_c] if not sp.issparse(values) else obs["V"].values, dtype=np.float64
-        ),
+        nz_values=np.asarray(vals, dtype=np.float64),
         missing_rows=np.asarray(mr, dtype=np.int64),
         missing_cols=np.asarray(mc, dtype=np.int64),
         row=row,
@@ -200,10 +241,7 @@ def observed_values_at(tree: xr.DataTree, row: Any, column: Any) -> np.ndarray:
     counts = observed_counts(tree)
     ri = _positions(counts.row, row, "row")
     ci = _positions(counts.column, column, "column")
-    if counts.is_sparse:
-        out = np.asarray(counts.values[ri, ci], dtype=np.float64).ravel()
-    else:
-        out = np.asarray(counts.values, dtype=np.float64)[ri, ci]
+    out = _values_at(counts, ri, ci)
     if counts.has_mask:
         F, N = counts.shape
         masked = np.isin(

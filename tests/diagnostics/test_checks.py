@@ -231,3 +231,18 @@ def test_loadings_tree_gets_its_own_checks():
         chain=[0], draw=[0])})  # fmt: skip
     d = pnmf.diagnose(point)
     assert d.check("point_estimate").status == "n/a" and d.verdict == "ok"
+
+
+def test_repeated_draws_leave_psis_loo_out_instead_of_crashing():
+    # importance-resampled draws can repeat one draw so often that PSIS has no tail to
+    # fit (ArviZ raises): diagnose says LOO was not computed, and why
+    t = hand_tree(pointwise=True)
+    ll = np.full((4, 200, 3, 4), -2.0)  # every draw the same: no tail at all
+    coords = {"row": np.arange(3), "column": np.arange(4)}
+    t["log_likelihood"] = xr.DataTree(
+        xr.Dataset({"V": (("chain", "draw", "row", "column"), ll)}, coords=coords)
+    )
+    d = pnmf.diagnose(t)
+    k = d.check("pareto_k")
+    assert k.threshold is None and "PSIS failed" in k.detail, k.detail
+    assert d.verdict != "fail"

@@ -6,7 +6,7 @@ import xarray as xr
 
 import poisson_nmf as pnmf
 from poisson_nmf.report import FIGURES
-from tests._fits import digits_diagnosis, digits_fit, digits_report
+from tests._fits import digits_diagnosis, digits_fit, digits_report, short_fit
 
 PAGES = ("index.html", "report.md", "diagnostics.json", "fit.nc")
 # every figure but the MAP-versus-KL page, which needs a comparison, and the ELBO trace
@@ -119,3 +119,12 @@ def test_bad_arguments_write_nothing(tmp_path):
     with pytest.raises(TypeError, match="idata must be an xarray.DataTree"):
         pnmf.write_report(xr.DataTree(), tmp_path / "c")
     assert not list(tmp_path.iterdir())
+
+
+def test_a_one_chain_fit_gets_a_report_without_rank_plots(tmp_path):
+    # chains=1 or select_chains down to one chain: nothing for rank plots to compare
+    one = pnmf.select_chains(short_fit(), [0])
+    folder = pnmf.write_report(one, tmp_path / "one")
+    assert (folder / "index.html").exists()
+    assert not (folder / "figures" / "rank_worst.png").exists()
+    assert (folder / "figures" / "factors_W.png").exists()

@@ -1,6 +1,7 @@
 """Settling the arguments of a run, its seeds, its memory plan."""
 
 import inspect
+import json
 
 import numpy as np
 import pytest
@@ -46,3 +47,15 @@ def test_seeds_replay_and_memory_plan(small_counts):
     run, mem, entries = plan_run_memory(settle_arguments(_args(small_counts, draws=40)))
     assert entries is None and run.draws == 40
     assert mem.pointwise_draws == 40 * 4  # 4 chains x 40 draws, under the default 500
+
+
+def test_numpy_integers_are_settled_to_ints():
+    # settings from NumPy (np.arange grids) must reach the JSON attrs as plain ints
+    args = {name: p.default for name, p in inspect.signature(sample_posterior).parameters.items()}
+    args.update(V=np.eye(4, 5) + 1, n_components=np.int64(2), draws=np.int64(30),
+                tune=np.int64(40), chains=np.int64(2), pointwise_draws=np.int64(10),
+                keep=[np.int64(0), np.int64(1)])  # fmt: skip
+    run = settle_arguments(args)
+    for val in (run.draws, run.tune, run.chains, run.pointwise_draws, *run.keep):
+        assert type(val) is int
+    json.dumps([run.draws, run.tune, run.chains, run.pointwise_draws, run.keep])

@@ -249,7 +249,13 @@ def _pointwise_checks(
                       f"not computed: {n_ll} pointwise draws, PSIS needs at least "
                       f"{PSIS_MIN_DRAWS}"))  # fmt: skip
     else:
-        loo, elpd, k, n_undef = loo_summary(idata, loo_max_points)
+        try:
+            loo, elpd, k, n_undef = loo_summary(idata, loo_max_points)
+        except (ValueError, FloatingPointError) as err:
+            # e.g. draws repeated by importance resampling: PSIS cannot fit a tail
+            checks.append(ck.not_applicable("pareto_k", "PSIS-LOO",
+                          f"not computed: ArviZ's PSIS failed on these draws ({err})"))  # fmt: skip
+            return checks, out
         out.update(loo=loo, elpd=elpd, pareto_k=elpd.pareto_k)
         checks.append(ck.check_pareto_k(loo, k, n_undef, pareto_k_max, float(elpd.p)))
     return checks, out

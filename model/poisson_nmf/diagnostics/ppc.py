@@ -58,7 +58,9 @@ def observed_at(idata: xr.DataTree, like: xr.DataArray) -> xr.DataArray:
     group reads the counts at its own entries, zeros included.
     """
     if "entry" in like.dims:
-        vals = observed_values_at(idata, like["row"].values, like["column"].values)
+        vals: np.ndarray = observed_values_at(idata, like["row"].values, like["column"].values)
+        if not np.isnan(vals).any():  # counts stay integers (ArviZ's discrete plots need it)
+            vals = vals.astype(np.int64)
         coords = {"row": ("entry", like["row"].values), "column": ("entry", like["column"].values)}
         return xr.DataArray(vals, dims=("entry",), coords=coords, name="V")
     obs = idata["observed_data"].to_dataset()

@@ -101,7 +101,8 @@ def _fig_convergence(diag: Diagnosis, path: Path) -> None:
         ax.set_title(f"{col.replace('_', ' ')}{needs}", fontsize=10)
         ax.set_ylabel("share of entries <= x")
         ax.set_ylim(0, 1.02)
-    axes[0].legend(fontsize=8, loc="lower right")
+    if axes[0].get_legend_handles_labels()[0]:  # none when R-hat is undefined (one chain)
+        axes[0].legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     _save(fig, path)
 
@@ -373,6 +374,8 @@ def draw_figures(
             fig(("elbo.png",), lambda: _fig_elbo(idata, fig_dir / "elbo.png"))
     else:
         fig(("convergence.png",), lambda: _fig_convergence(diag, fig_dir / "convergence.png"))
+    if not idata.attrs.get("approximate", False) and post.sizes["chain"] >= 2:
+        # rank plots compare chains: one chain has nothing to compare (R-hat is undefined)
         fig(("rank_worst.png", "trace_worst.png"),
             lambda: _fig_worst(post, diag, fig_dir / "rank_worst.png",
                                fig_dir / "trace_worst.png"))  # fmt: skip

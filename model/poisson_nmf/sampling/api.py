@@ -246,7 +246,7 @@ def sample_posterior(
         bar.phase("aligning the draws")
         aligned = align_chains(runs, dens, st.W_ref, st.H_ref, run.normalize)
         groups = posterior_groups(aligned, counts, st.W_ref, st.H_ref, run.normalize)
-        add_observed_data(groups, counts)
+        add_observed_data(groups, counts, pw_entries)
         if mem.pointwise_draws > 0:
             bar.phase("pointwise log-likelihood and predictive draws")
             add_pointwise_groups(groups, counts, aligned.W, aligned.H, mem.pointwise_draws,

@@ -104,15 +104,18 @@ def settle_arguments(a: dict[str, Any]) -> RunArgs:
         rule = replace(rule, start=resumed_from or 0)
         draws = rule.max_draws  # the most it can be, for the progress bar
     _check_choices(a["precision"], a["keep"], a["pointwise_draws"])
-    chains = a["chains"]
+    chains = int(a["chains"])  # NumPy integers are stored as ints (the attrs are JSON)
+    draws = int(draws)  # the rule has set it when the run draws until clean
+    pointwise_draws = None if a["pointwise_draws"] is None else int(a["pointwise_draws"])
+    keep = a["keep"] if isinstance(a["keep"], str) else [int(c) for c in a["keep"]]
     cores = min(chains, os.cpu_count() or 1) if a["cores"] is None else int(a["cores"])
     if cores < 1:
         raise ValueError(f"cores must be >= 1, got {cores}")
     return RunArgs(
-        counts=counts, K=K, priors=priors, draws=draws, tune=a["tune"], chains=chains,
+        counts=counts, K=K, priors=priors, draws=draws, tune=int(a["tune"]), chains=chains,
         cores=cores, sampler=a["sampler"], precision=a["precision"], normalize=a["normalize"],
-        init=a["init"], jitter=a["jitter"], keep=a["keep"],
-        pointwise_draws=a["pointwise_draws"], max_memory=a["max_memory"],
+        init=a["init"], jitter=a["jitter"], keep=keep,
+        pointwise_draws=pointwise_draws, max_memory=a["max_memory"],
         map_kwargs=dict(a["map_kwargs"] or {}), nuts_kwargs=dict(a["nuts_kwargs"] or {}),
         random_seed=a["random_seed"], rule=rule, resumed_from=resumed_from,
     )  # fmt: skip

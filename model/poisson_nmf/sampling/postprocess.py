@@ -121,9 +121,19 @@ def posterior_groups(
     return {"posterior": posterior, "sample_stats": ss, "reference": reference}
 
 
-def add_observed_data(groups: dict[str, xr.Dataset], counts: Counts) -> None:
-    """Add ``observed_data`` in the layout of :func:`poisson_nmf.observed.observed_group`."""
-    groups["observed_data"] = observed_group(counts)
+def add_observed_data(
+    groups: dict[str, xr.Dataset],
+    counts: Counts,
+    entries: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+) -> None:
+    """Add ``observed_data`` (:func:`poisson_nmf.observed.observed_group`).
+
+    ``entries``: the pointwise groups' entries (rows, columns, weights) of a large sparse
+    fit; ``observed_data`` then lists the same entries, in the same order.
+    """
+    groups["observed_data"] = observed_group(
+        counts, entries=None if entries is None else (entries[0], entries[1])
+    )
 
 
 def warn_modes(modes: ModeReport) -> None:
