@@ -470,7 +470,7 @@ def loadings_checks(
                            "apply")
         ]  # fmt: skip
     else:
-        na = "not applicable to the Metropolis-Hastings sampler of loadings given W"
+        na = "not applicable to the sampler of loadings given W (not NUTS: its own steps)"
         checks = convergence_checks(entries, n_chains, r_hat_max, ess_min_per_chain,
                                     what="loadings")  # fmt: skip
         checks += [
