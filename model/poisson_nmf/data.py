@@ -18,7 +18,6 @@ Conventions
 from __future__ import annotations
 
 import numbers
-import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,7 +26,7 @@ import pandas as pd
 import scipy.sparse as sp
 import xarray as xr
 
-from .exceptions import ZeroRowsColumnsWarning
+from .exceptions import ZeroRowsColumnsWarning, warn_user
 
 __all__ = [
     "Counts",
@@ -599,11 +598,11 @@ def _refuse_all_zero(shape: tuple[int, int], missing_rc: _Missing | None, name: 
 def _warn_empty_lines(
     rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int], masked: bool, name: str
 ) -> None:
-    """Warn (at as_counts' caller's caller, as before) of rows/columns without a non-zero."""
+    """Warn (at the user's line) of rows/columns without a non-zero."""
     empty_r = int((np.bincount(rows, minlength=shape[0]) == 0).sum())
     empty_c = int((np.bincount(cols, minlength=shape[1]) == 0).sum())
     if empty_r or empty_c:
-        warnings.warn(
+        warn_user(
             (
                 f"{name} has {empty_r} all-zero row(s) and {empty_c} all-zero column(s)"
                 if not masked
@@ -612,7 +611,6 @@ def _warn_empty_lines(
             )
             + "; they are kept (their factors are pushed to zero or to the prior)",
             ZeroRowsColumnsWarning,
-            stacklevel=4,  # _warn_empty_lines, as_counts, its caller, the caller's caller
         )
 
 

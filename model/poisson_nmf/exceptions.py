@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import warnings
+
 __all__ = [
     "ConvergenceWarning",
     "FitFormatError",
@@ -10,6 +13,7 @@ __all__ = [
     "MultipleModesWarning",
     "TrappedZerosWarning",
     "ZeroRowsColumnsWarning",
+    "warn_user",
 ]
 
 
@@ -43,3 +47,16 @@ class LabelColumnWarning(UserWarning):
 
 class MemoryBudgetWarning(UserWarning):
     """Pointwise groups thinned or left out to keep a run within ``max_memory``."""
+
+
+# every file of the package: warnings skip its frames, however deep the call
+_PACKAGE_DIR = (os.path.dirname(os.path.abspath(__file__)),)
+
+
+def warn_user(message: str, category: type[Warning] = UserWarning) -> None:
+    """Warn at the user's line: the first frame outside poisson_nmf, however deep the call.
+
+    A fixed ``stacklevel`` points into the package as soon as a stage moves into a
+    helper; ``skip_file_prefixes`` (Python 3.12) does not.
+    """
+    warnings.warn(message, category, skip_file_prefixes=_PACKAGE_DIR)

@@ -34,7 +34,6 @@ what to do (fit again, or re-save its draws with :func:`save_fit`). An optional 
 from __future__ import annotations
 
 import json
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +43,7 @@ import scipy.io
 import scipy.sparse as sp
 import xarray as xr
 
-from .exceptions import FitFormatError, LabelColumnWarning
+from .exceptions import FitFormatError, LabelColumnWarning, warn_user
 
 __all__ = [
     "FIT_FORMAT",
@@ -181,12 +180,11 @@ def _warn_integer_labels(labels: Any, name: str) -> None:
     v = idx.to_numpy()
     if np.array_equal(v, np.arange(len(v))) or np.array_equal(v, np.arange(1, len(v) + 1)):
         return  # a saved row number, not data
-    warnings.warn(
+    warn_user(
         f"{name}: the first column, read as the row labels, holds only integers "
         f"({', '.join(map(str, v[:3].tolist()))}, ...) and looks like data; if it is, read "
         "with index=False (command line: --no-index)",
         LabelColumnWarning,
-        stacklevel=3,
     )
 
 

@@ -80,7 +80,7 @@ from scipy.special import gammaln, xlogy
 
 from ._validation import DEFAULT_PRIORS, check_choice, check_int, check_priors
 from .data import Counts, ZeroRowsColumnsWarning, as_counts, check_n_components
-from .exceptions import ConvergenceWarning
+from .exceptions import ConvergenceWarning, warn_user
 from .optim.kl import kl_nmf
 from .parallel import map_pieces, resolve_executor
 from .priors import GammaPriors
@@ -470,11 +470,10 @@ def select_rank(
     n_params = [(F + N) * k for k in ks]
     big = [k for k, p in zip(ks, n_params, strict=True) if p >= n_obs]
     if big:
-        warnings.warn(
+        warn_user(
             f"K = {big}: (F + N) K parameters reach the {n_obs} observed entries; such a "
             "fit can match every count and its elpd says little -- use a smaller grid",
             UserWarning,
-            stacklevel=2,
         )
     rng = np.random.default_rng(random_seed)
     settings: dict[str, Any] = {
@@ -518,11 +517,10 @@ def _select_cv(counts: Counts, ks: list[int], priors: GammaPriors, rule: str,
     out = map_pieces(fn, pieces, executor=executor, progress=progress, desc="rank: fits")
     n_unconverged = sum(not conv for _, conv in out)
     if n_unconverged:
-        warnings.warn(
+        warn_user(
             f"{n_unconverged} of {len(out)} fits stopped at max_iter={max_iter} before "
             f"converging (tol={tol}); raise max_iter if the table looks noisy",
             ConvergenceWarning,
-            stacklevel=3,  # _select_cv, select_rank, its caller
         )
     lp, per_fold = _cv_scores(splits, ks, pieces, [score for score, _ in out])
     repeat_choice = []
@@ -630,11 +628,10 @@ def _select_loo(counts: Counts, ks: list[int], priors: GammaPriors, rule: str,
     table["n_bad_k"] = [int(np.sum(np.asarray(e.pareto_k) > 0.7)) for e, _ in out]
     bad = table.loc[table["n_bad_k"] > 0, "n_components"].tolist()
     if bad:
-        warnings.warn(
+        warn_user(
             f"PSIS-LOO: K = {bad} have entries with Pareto k > 0.7 (see n_bad_k); their "
             "elpd is not reliable -- cross-check with method='cv'",
             UserWarning,
-            stacklevel=3,
         )
     best = _choose(table, rule)
     per_fold = pd.DataFrame(columns=["repeat", "fold", "n_components", "elpd", "n_heldout"])

@@ -138,7 +138,6 @@ from __future__ import annotations
 
 import json
 import time
-import warnings
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
@@ -148,7 +147,7 @@ import xarray as xr
 from ._validation import DEFAULT_PRIORS, proper_priors
 from .align import Normalize, align_factors, check_normalize
 from .data import Counts, as_counts, check_n_components
-from .exceptions import ConvergenceWarning
+from .exceptions import ConvergenceWarning, warn_user
 from .observed import observed_group
 from .priors import GammaPriors
 from .vi_cavi import WINDOW, Problem, VIFit, fit_restarts, run_threads
@@ -379,12 +378,11 @@ def _fit(
         prob, rng.spawn(s.restarts), s.restart_iter, s.max_iter, s.tol
     )
     if not fit.converged:
-        warnings.warn(
+        warn_user(
             f"the best restart did not converge in max_iter={s.max_iter} iterations "
             f"(mean relative ELBO change of the last {WINDOW} iterations above "
             f"tol={s.tol}); raise max_iter",
             ConvergenceWarning,
-            stacklevel=3,
         )
     return fit, _restart_info(screened, best, fit, s.normalize)
 

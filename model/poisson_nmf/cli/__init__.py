@@ -69,7 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         warnings.simplefilter("ignore")
         for name in exceptions.__all__:
             cat = getattr(exceptions, name)
-            if issubclass(cat, Warning):
+            if isinstance(cat, type) and issubclass(cat, Warning):
                 warnings.filterwarnings("always", category=cat)
         # plain UserWarnings the package raises (select_rank's parameter count, ...)
         warnings.filterwarnings("always", category=UserWarning, module=r"poisson_nmf(\.|$)")

@@ -106,7 +106,6 @@ References
 
 from __future__ import annotations
 
-import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -120,7 +119,7 @@ from .._typing import CountsLike, SeedLike
 from .._validation import check_choice, check_positive_int, check_priors
 from ..data import Counts, as_counts, check_n_components
 from ..divergence import kl_divergence, rate_terms
-from ..exceptions import ConvergenceWarning, TrappedZerosWarning
+from ..exceptions import ConvergenceWarning, TrappedZerosWarning, warn_user
 from ..priors import GammaPriors
 from .extrapolation import Extrapolation
 from .kl_kernels import N_NEWTON, Layout, cd_half_serial, cd_sweep, layout, n_threads, prior_arrays
@@ -424,7 +423,7 @@ def kl_nmf(
         am1_w, am1_h = solver.am1_w, solver.am1_h.T
         W0, H0, msg = untrap_start(counts, W0, H0, method, am1_w, am1_h, random_seed)
         if msg is not None:
-            warnings.warn(msg, TrappedZerosWarning, stacklevel=2)
+            warn_user(msg, TrappedZerosWarning)
         if not np.isfinite(_objective(counts, W0, H0, priors)):
             raise ValueError(
                 "the starting factors give an infinite objective (a zero rate WH where "
@@ -459,19 +458,17 @@ def kl_nmf(
         # without priors a restart leaves J unchanged and every sweep step lowers it,
         # so a refused restart means the fit is stuck (with priors, fewer live
         # components can be the optimum: the penalty may outweigh the data)
-        warnings.warn(
+        warn_user(
             f"kl_nmf ({method}) ended with dead component(s) {dead.tolist()} (zero columns "
             "of W or rows of H) that a restart did not revive: try other starts "
             "(n_restarts) or a smaller K",
             TrappedZerosWarning,
-            stacklevel=2,
         )
     if not best.converged:
-        warnings.warn(
+        warn_user(
             f"kl_nmf ({method}) stopped at max_iter={max_iter} before the relative decrease "
             f"fell below tol={tol}; raise max_iter or tol",
             ConvergenceWarning,
-            stacklevel=2,
         )
     return best
 

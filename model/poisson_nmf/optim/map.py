@@ -72,7 +72,6 @@ algorithms using extrapolation", Neural Comput. 31 (2019).
 from __future__ import annotations
 
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -86,7 +85,7 @@ from .._typing import CountsLike, SeedLike
 from .._validation import check_priors
 from ..data import Counts, as_counts, check_n_components
 from ..divergence import kl_divergence, loglik_constant
-from ..exceptions import ConvergenceWarning, TrappedZerosWarning
+from ..exceptions import ConvergenceWarning, TrappedZerosWarning, warn_user
 from ..model import build_model
 from ..priors import GammaPriors
 from .extrapolation import Extrapolation
@@ -390,7 +389,7 @@ class MAPProblem:
             # component (zero column of W or row of H) is a saddle point they do not
             W, H, msg = untrap_start(counts, W, H, "cd", am1_w, am1_h, random_seed)
             if msg is not None:
-                warnings.warn(msg, TrappedZerosWarning, stacklevel=3)
+                warn_user(msg, TrappedZerosWarning)
         return self.floored(W, H)
 
     def floored(self, W: np.ndarray, H: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -451,11 +450,10 @@ class MAPProblem:
             W, H = ex.propose((W, H), (prev_W, prev_H), floor=lo)
             state = fn.value_grad(W, H)
         if not converged and warn:
-            warnings.warn(
+            warn_user(
                 f"fit_map stopped after max_iter={max_iter} iterations without reaching "
                 f"tol={tol}; raise max_iter or loosen tol",
                 ConvergenceWarning,
-                stacklevel=3,
             )
         W, H = best_W, best_H
         objective = kl_divergence(self.counts, (W, H))

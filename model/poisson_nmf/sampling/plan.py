@@ -9,7 +9,6 @@ pointwise groups, with a warning, before anything is sampled.
 from __future__ import annotations
 
 import os
-import warnings
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -18,6 +17,7 @@ import numpy as np
 from .._validation import proper_priors
 from ..align import check_normalize
 from ..data import Counts, as_counts, check_n_components
+from ..exceptions import warn_user
 from ..memory import MemoryBudgetWarning, MemoryPlan, draws_within, plan_memory, thinning_message
 from ..priors import GammaPriors
 from .kernels import use_dense
@@ -166,12 +166,11 @@ def plan_run_memory(
         fit = draws_within(F, N, K, chains=chains, nnz=nnz, dense=dense,
                            max_memory=run.max_memory)  # fmt: skip
         if fit is not None and rule.start + rule.check_every <= fit < rule.max_draws:
-            warnings.warn(
+            warn_user(
                 f"max_draws = {rule.max_draws} per chain does not fit in max_memory = "
                 f"{run.max_memory}: the run stops at {fit} draws per chain at most (raise "
                 "max_memory, command line --max-memory, to allow more)",
                 MemoryBudgetWarning,
-                stacklevel=3,
             )
             run = replace(run, rule=replace(rule, max_draws=fit), draws=fit)
     draws, pw = run.draws, run.pointwise_draws
@@ -183,7 +182,7 @@ def plan_run_memory(
         nnz=nnz, dense=dense, pointwise_draws=n_req, max_memory=run.max_memory,
     )  # fmt: skip
     if mem.pointwise_draws < n_req:
-        warnings.warn(thinning_message(mem), MemoryBudgetWarning, stacklevel=3)
+        warn_user(thinning_message(mem), MemoryBudgetWarning)
     return run, mem, entries
 
 

@@ -10,7 +10,6 @@ and attrs (provenance) in one place, :func:`provenance`.
 from __future__ import annotations
 
 import json
-import warnings
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -19,7 +18,7 @@ import xarray as xr
 
 from ..align import Normalize, align_factors
 from ..data import Counts
-from ..exceptions import MultipleModesWarning
+from ..exceptions import MultipleModesWarning, warn_user
 from ..memory import MemoryPlan
 from ..observed import observed_group
 from .density import LogDensity
@@ -139,11 +138,10 @@ def add_observed_data(
 def warn_modes(modes: ModeReport) -> None:
     """Warn (:class:`MultipleModesWarning`, at the caller of sample_posterior) of modes."""
     if modes.n_modes > 1:
-        warnings.warn(
+        warn_user(
             f"{modes}. Each mode is a local posterior mode of NMF; keep='main' (or "
             "select_chains) keeps one, and init='restarts' explores them",
             MultipleModesWarning,
-            stacklevel=3,
         )
 
 

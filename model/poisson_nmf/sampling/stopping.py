@@ -43,6 +43,7 @@ import xarray as xr
 
 from ..align import Normalize, align_factors
 from ..convergence import ConvergenceSummary, entry_table, summarize_convergence
+from ..exceptions import warn_user
 from ..observed import observed_counts, same_counts
 
 __all__ = ["ConvergenceMonitor", "StoppingRule", "run_until"]
@@ -486,17 +487,14 @@ def check_replay(old: Any, new: Any) -> None:
     Replays are exact on one machine and version; another machine's floating point
     (the float32 kernel's vector width, for instance) may take the chains elsewhere.
     """
-    import warnings
-
     a = old["posterior"]["W"].values
     d = a.shape[1]
     b = new["posterior"]["W"].values[:, :d]
     if a.shape != b.shape or not np.allclose(a, b, rtol=1e-6, atol=0.0):
-        warnings.warn(
+        warn_user(
             "resume: the replayed draws differ from the stored ones (another machine or "
             "version?): the result is a new run with the same settings, not a continuation",
             UserWarning,
-            stacklevel=3,
         )
 
 
