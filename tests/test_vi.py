@@ -349,6 +349,9 @@ def test_resampled_draws_on_the_conjugate_case():
     V2 = small_counts("test_resampled_draws_on_the_conjugate_case")
     far = json.loads(sample_vi(V2, 2, random_seed=0, **FAST).attrs["vi"])
     assert far["psis"]["khat"] > 0.7 and far["resampled"] is False
+    # forced where k-hat is large, resampling keeps few distinct draws: it says so
+    with pytest.warns(UserWarning, match="importance resampling kept .* distinct draws"):
+        sample_vi(V2, 2, random_seed=0, resample=True, **FAST)
     with pytest.raises(ValueError, match="resample must be 'auto', True or False"):
         sample_vi(V, 1, resample="yes")
     with pytest.raises(ValueError, match="restart_iter must be a positive integer"):
@@ -398,3 +401,15 @@ def test_numpy_integers_are_accepted_and_stored_as_ints():
     settings = json.loads(tree.attrs["settings"])
     assert settings["psis_draws"] == 30 and settings["pointwise_draws"] == 10
     assert tree["posterior"].sizes["draw"] == 40
+
+
+def test_auto_keeps_the_draws_of_q_when_the_weights_collapse():
+    # k-hat from 30 PSIS draws is below 0.7 here, but resampling 50 draws collapses
+    # (weights' ESS under 10 % of them): "auto" keeps the draws of q, exactly those of
+    # resample=False, instead of storing copies
+    V = small_counts("test_reproducible_with_a_seed")
+    auto = sample_vi(V, 2, random_seed=5, **FAST)
+    vi = json.loads(auto.attrs["vi"])
+    assert vi["psis"]["khat"] < 0.7 and vi["resampled"] is False
+    off = sample_vi(V, 2, random_seed=5, resample=False, **FAST)
+    np.testing.assert_array_equal(auto["posterior"]["W"].values, off["posterior"]["W"].values)

@@ -2,19 +2,21 @@
 
 Two layouts, chosen from the input:
 
-``"grid"`` (dense input, and sparse input of at most :data:`GRID_MAX_ENTRIES` cells)
-    ``V`` on ``("row", "column")``, and a boolean ``mask`` on the same dims when some
-    entries are missing (``True`` = missing). The pointwise groups of such fits are on
-    the same grid (or on the observed entries, with a mask), so ArviZ's own functions
-    (``plot_ppc_dist``, ``loo_pit``) pair them with ``observed_data``.
+``"grid"`` (dense input, and sparse input of at most :data:`GRID_MAX_ENTRIES` cells,
+with no missing entries)
+    ``V`` on ``("row", "column")``. The pointwise groups of such fits are on the same
+    grid, so ArviZ's own functions (``plot_ppc_dist``, ``loo_pit``) pair them with
+    ``observed_data``. (Asked for explicitly with a mask: a boolean ``mask`` on the same
+    dims, ``True`` = missing.)
 
-``"entries"`` (larger sparse input: a SciPy sparse matrix or a sparse DataFrame)
+``"entries"`` (larger sparse input, and any input with missing entries)
     ``V`` on ``("entry",)`` holds the listed entries, with the labels of their row and
     column as coordinates ``row`` and ``column`` on ``entry``: every observed
     **non-zero** count, and, when the fit has pointwise groups on an ``entry`` dim
-    (every non-zero and a weighted subsample of zeros), exactly their entries in their
-    order, so that ``observed_data`` pairs with ``log_likelihood`` and
-    ``posterior_predictive`` entry by entry. Masked entries are listed on a dimension
+    (every observed entry of a masked fit; every non-zero and a weighted subsample of
+    zeros of a large sparse one), exactly their entries in their order, so that
+    ``observed_data`` pairs with ``log_likelihood`` and ``posterior_predictive`` entry
+    by entry. Masked entries are listed on a dimension
     ``missing`` (coordinates ``missing_row`` and ``missing_column``). Every entry of the
     grid that is not listed is an **observed zero**; ``attrs["shape"]`` is ``[F, N]``
     and ``attrs["layout"] = "entries"`` says so. Storage is O(nnz), never F x N, so a
@@ -72,8 +74,10 @@ def observed_group(
     counts : Counts
         Validated counts, shape (F, N), from :func:`poisson_nmf.as_counts`.
     layout : {"auto", "grid", "entries"}
-        ``"auto"`` (default): ``"entries"`` when ``entries`` is given or the input is
-        sparse with more than :data:`GRID_MAX_ENTRIES` cells, ``"grid"`` otherwise.
+        ``"auto"`` (default): ``"entries"`` when ``entries`` is given, when some entries
+        are missing (then every observed entry, in row-major order, as the pointwise
+        groups of a masked fit list them) or when the input is sparse with more than
+        :data:`GRID_MAX_ENTRIES` cells; ``"grid"`` otherwise.
     entries : tuple of two int arrays, shape (n,) each, optional
         Rows and columns (positions) of the entries to list, in their order: those of
         the pointwise groups. They must include every observed non-zero.
@@ -92,6 +96,8 @@ def observed_group(
     """
     F, N = counts.shape
     if layout == "auto":
+        if entries is None and counts.has_mask:  # the pointwise groups' entries then
+            entries = tuple(np.nonzero(counts.observed()))  # type: ignore[assignment]
         big = counts.is_sparse and F * N > GRID_MAX_ENTRIES
         layout = "entries" if entries is not None or big else "grid"
     if layout not in ("grid", "entries"):

@@ -136,6 +136,7 @@ expectations replace the fixed ``b^w``, ``b^h`` in the β updates.
 
 from __future__ import annotations
 
+import copy
 import json
 import time
 from dataclasses import asdict, dataclass
@@ -228,8 +229,10 @@ def sample_vi(
         replacement, from as many draws of q by their Pareto-smoothed importance
         weights against the exact posterior, so that they are approximately posterior
         draws where q is close enough. ``"auto"``: only where the PSIS k-hat is below
-        0.7 (needs ``psis_draws`` > 0); ``True``: always (above 0.7 they are not
-        posterior draws; ``diagnose`` says so). Costs one exact log density per draw.
+        0.7 (needs ``psis_draws`` > 0), and not where the weights collapse (their ESS
+        under min(100, 10 % of the draws): the draws of q are kept then); ``True``:
+        always (above 0.7 they are not posterior draws; ``diagnose`` says so; a
+        collapse is warned of). Costs one exact log density per draw.
         ``attrs["vi"]["resampled"]`` says whether it was done, ``["resample"]`` how.
 
     Returns
@@ -274,9 +277,17 @@ def sample_vi(
         do_resample = psis_info is not None and psis_info["khat"] < KHAT_RESAMPLE
     else:
         do_resample = s.resample
+    rng_q = copy.deepcopy(rng_draws)  # the draws of q, should resampling be undone
     post = aligned_draws(
         counts, s.priors, fit, s.draws, s.normalize, rng_draws, rng_res if do_resample else None
     )
+    info = post.resample
+    if info is not None and _collapsed(info):
+        if s.resample == "auto":  # it would not help: keep the draws of q
+            post = aligned_draws(counts, s.priors, fit, s.draws, s.normalize, rng_q, None)
+            do_resample = False
+        else:
+            _warn_collapsed(info)
     t_rest = time.perf_counter()
     groups = _factor_groups(counts, fit, post, s.normalize)
     pointwise, pointwise_note = pointwise_groups(counts, post, s.pointwise_draws, rng_pp)
@@ -508,6 +519,20 @@ def _restart_info(
             }
         )
     return out
+
+
+def _collapsed(info: dict) -> bool:
+    """Whether importance resampling collapsed: weights' ESS under min(100, 10 %)."""
+    return bool(info["ess"] < min(100.0, 0.1 * info["n_proposals"]))
+
+
+def _warn_collapsed(info: dict) -> None:
+    warn_user(
+        f"importance resampling kept {info['n_unique']} distinct draws of q (weights' "
+        f"ESS {info['ess']:.1f}, k-hat {info['khat']:.2f}): the stored draws are mostly "
+        "copies; use resample='auto' (which then keeps the draws of q) or resample=False",
+        UserWarning,
+    )
 
 
 def _positive_int(name: str, val: Any) -> int:

@@ -219,7 +219,8 @@ def loo_section(diag: Diagnosis, figures: dict[str, str]) -> list[Block]:
     B = [Block("h2", "PSIS-LOO", anchor="loo")]
     lo = diag.loo
     if lo is None:
-        return B + [Block("p", "Not available: the fit has no log_likelihood group.")]
+        why = next((c.detail for c in diag.checks if c.name == "pareto_k"), None)
+        return B + [Block("p", f"Not available: {why or 'the fit has no log_likelihood group'}.")]
     how = (
         f"on a fixed random subsample of {lo['n_k']} of the {lo['n_data_points']} "
         "observed entries (ArviZ's loo_subsample)"
