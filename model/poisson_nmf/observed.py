@@ -97,7 +97,8 @@ def observed_group(
     F, N = counts.shape
     if layout == "auto":
         if entries is None and counts.has_mask:  # the pointwise groups' entries then
-            entries = tuple(np.nonzero(counts.observed()))  # type: ignore[assignment]
+            rows, cols = np.nonzero(counts.observed())
+            entries = (rows, cols)
         big = counts.is_sparse and F * N > GRID_MAX_ENTRIES
         layout = "entries" if entries is not None or big else "grid"
     if layout not in ("grid", "entries"):
