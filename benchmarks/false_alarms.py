@@ -87,6 +87,9 @@ def run_one(case: dict, draws: int | None, tune: int | None, chains: int | None)
         "ppp": d.ppc["ppp"] if d.ppc else np.nan,
         "coverage": d.ppc["coverage"] if d.ppc else np.nan,
         "seconds": time.perf_counter() - t,
+        "stopped": json.loads(idata.attrs["stopping"])["reason"],
+        "draws_per_chain": int(idata["posterior"].sizes["draw"]),
+        "divergences": int(idata["sample_stats"]["diverging"].sum()),
     }
 
 
@@ -123,7 +126,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     p.add_argument("--draws", type=int, default=None, help="default: sample_posterior's")
     p.add_argument("--tune", type=int, default=None)
     p.add_argument("--chains", type=int, default=None)
-    p.add_argument("--json", default=None, help="also write every row here")
+    p.add_argument("--json", default=None, help="also write every row here (as it goes)")
     p.add_argument("--quick", action="store_true", help="2 tiny data sets, short runs")
     a = p.parse_args(argv)
     if a.quick:
@@ -138,17 +141,18 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     for i in range(a.n):
         r = run_one(draw_case(i, a.seed, a.max_size), a.draws, a.tune, a.chains)
         rows.append(r)
+        if a.json:  # after every data set: a long run stopped early keeps what it did
+            with open(a.json, "w") as f:
+                json.dump(rows, f, indent=1, default=float)
         if "verdict" in r:
             print(
                 f"  {i:4d} {r['F']:4d} x {r['N']:<4d} K={r['K']} shapes ({r['w_shape']:g}, "
                 f"{r['h_shape']:g}) {'sparse' if r['sparse'] else 'dense '} {r['verdict']:4s} "
                 f"p={r['ppp']:.3f} cov={r['coverage']:.3f} {r['seconds']:.0f}s "
+                f"{r['stopped']}@{r['draws_per_chain']} div={r['divergences']} "
                 f"{','.join(r['fired'])}",
                 flush=True,
             )
-    if a.json:
-        with open(a.json, "w") as f:
-            json.dump(rows, f, indent=1, default=float)
     table = summarise(rows)
     print(f"\n{len(rows)} data sets in {time.perf_counter() - t0:.0f} s")
     print(table.to_string(index=False, float_format=lambda x: f"{x:.3f}"))

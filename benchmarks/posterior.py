@@ -11,8 +11,12 @@ of sampling.
     python benchmarks/posterior.py --draws 200 --tune 200   # a quick look
     python benchmarks/posterior.py --quick                  # smoke test (40 rows, K = 2)
 
-ESS and R-hat are rank-normalised (arviz_stats) over every entry of the normalised
-(columns of W sum to one), MAP-aligned W and H, for every method alike.
+The peers run ``--draws`` draws after ``--tune`` tuning steps; ``sample_posterior`` runs
+at its defaults (sampling until every entry is clean, ``draws=None``) unless
+``--fixed`` gives it the peers' settings. ESS and R-hat are rank-normalised (ArviZ's
+estimators) over every entry of the normalised (columns of W sum to one), MAP-aligned W
+and H, for every method alike. Each line gives the machine's load average before the run
+and the threads the method used (every method samples its chains on 2 cores).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -39,27 +44,23 @@ def _data(case):
 
 
 def _diagnose(W, H, W_ref, H_ref):
-    import arviz_stats as azs
-    import xarray as xr
+    import numpy as np
 
     from poisson_nmf.align import align_factors
+    from poisson_nmf.ess_rhat import rank_diagnostics
 
     al = align_factors(W, H, W_ref, H_ref)
-    ds = xr.Dataset(
-        {
-            "W": (("chain", "draw", "row", "component"), al.W),
-            "H": (("chain", "draw", "component", "column"), al.H),
-        }
-    )
-    rh, eb, et = azs.rhat(ds), azs.ess(ds, method="bulk"), azs.ess(ds, method="tail")
+    C, D = al.W.shape[:2]
+    x = np.concatenate([al.W.reshape(C, D, -1), al.H.reshape(C, D, -1)], axis=2)
+    d = rank_diagnostics(x, mcse=False)  # ArviZ's numbers (tests/test_ess_rhat.py)
     return {
-        "max_rhat": max(float(rh[v].max()) for v in "WH"),
-        "min_ess_bulk": min(float(eb[v].min()) for v in "WH"),
-        "min_ess_tail": min(float(et[v].min()) for v in "WH"),
+        "max_rhat": float(np.nanmax(d.r_hat)),
+        "min_ess_bulk": float(np.nanmin(d.ess_bulk)),
+        "min_ess_tail": float(np.nanmin(d.ess_tail)),
     }
 
 
-def run_one(case, method, draws, tune, chains, seed):
+def run_one(case, method, draws, tune, chains, seed, fixed=False):
     import arviz_base  # noqa: F401
     import numpy as np
     import nutpie
@@ -76,8 +77,10 @@ def run_one(case, method, draws, tune, chains, seed):
     t0 = time.perf_counter()
     out = {}
     if method == "sample_posterior":
-        tree = sample_posterior(V, K, draws=draws, tune=tune, chains=chains, random_seed=seed)
+        opts = {"draws": draws, "tune": tune} if fixed else {}
+        tree = sample_posterior(V, K, chains=chains, random_seed=seed, cores=2, **opts)
         wall = time.perf_counter() - t0
+        out["draws_per_chain"] = json.loads(tree.attrs["stopping"])["draws_per_chain"]
         post = tree["posterior"]
         ref = tree["reference"]
         diag = _diagnose(post["W"].values, post["H"].values, ref["W"].values, ref["H"].values)
@@ -110,6 +113,7 @@ def run_one(case, method, draws, tune, chains, seed):
         diag = _diagnose(post["W"].values, post["H"].values, W_ref, H_ref)
         ss = tr["sample_stats"]
     out.update(diag)
+    out.setdefault("draws_per_chain", draws)
     out["wall_s"] = wall
     out["divergences"] = int(ss["diverging"].sum())
     depth = "tree_depth" if "tree_depth" in ss else "depth"
@@ -128,20 +132,24 @@ def main(argv=None):
     p.add_argument("--chains", type=int, default=4)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true", help="tiny case, 50 + 50 iterations")
+    p.add_argument("--fixed", action="store_true",
+                   help="sample_posterior with the peers' --draws and --tune too")  # fmt: skip
     p.add_argument("--one", nargs=2, metavar=("CASE", "METHOD"), help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     if a.one:
-        res = run_one(a.one[0], a.one[1], a.draws, a.tune, a.chains, a.seed)
+        res = run_one(a.one[0], a.one[1], a.draws, a.tune, a.chains, a.seed, a.fixed)
         print("RESULT " + json.dumps(res))
         return
     if a.quick:
-        a.cases, a.draws, a.tune, a.chains = "tiny", 50, 50, 2
+        a.cases, a.draws, a.tune, a.chains, a.fixed = "tiny", 50, 50, 2, True
     cases, methods = a.cases.split(","), a.methods.split(",")
     results = {}
     for case in cases:
         for method in methods:
             opts = ["--draws", a.draws, "--tune", a.tune, "--chains", a.chains, "--seed", a.seed]
             cmd = [sys.executable, __file__, "--one", case, method, *map(str, opts)]
+            cmd += ["--fixed"] if a.fixed else []
+            load = os.getloadavg()
             proc = subprocess.run(cmd, capture_output=True, text=True)
             line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
             if proc.returncode or not line:
@@ -149,16 +157,20 @@ def main(argv=None):
                 print(f"{case}/{method} failed:\n{proc.stderr[-2000:]}", file=sys.stderr)
             else:
                 results[case, method] = json.loads(line[0][7:])
-            print(f"done {case}/{method}: {results[case, method]}", file=sys.stderr, flush=True)
+                results[case, method]["load_before"] = load[0]
+            print(f"done {case}/{method} (load before: {load[0]:.2f}, threads: 2 chains at a "
+                  f"time): {results[case, method]}", file=sys.stderr, flush=True)  # fmt: skip
     cols = [(c, m) for c in cases for m in methods]
-    keys = ["wall_s", "max_rhat", "min_ess_bulk", "min_ess_tail", "divergences",
-            "mean_tree_depth", "peak_rss_gb", "min_ess_per_s"]  # fmt: skip
-    print(f"draws={a.draws} tune={a.tune} chains={a.chains} seed={a.seed}")
+    keys = ["load_before", "draws_per_chain", "wall_s", "max_rhat", "min_ess_bulk",
+            "min_ess_tail", "divergences", "mean_tree_depth", "peak_rss_gb",
+            "min_ess_per_s"]  # fmt: skip
+    print(f"peers: draws={a.draws} tune={a.tune}; sample_posterior: "
+          f"{'the same' if a.fixed else 'its defaults'}; chains={a.chains} seed={a.seed}; "
+          f"{os.cpu_count()} CPUs, each method on 2 cores; load now {os.getloadavg()}")  # fmt: skip
     print(f"{'':18}" + "".join(f"{c + '/' + m:>28}" for c, m in cols))
     for k in keys:
-        row = "".join(
-            f"{'failed' if results[c] is None else format(results[c][k], '.4g'):>28}" for c in cols
-        )
+        cells = ["failed" if results[c] is None else results[c].get(k, float("nan")) for c in cols]
+        row = "".join(f"{v if isinstance(v, str) else format(v, '.4g'):>28}" for v in cells)
         print(f"{k:18}{row}")
     print("ratios of smallest ESS per second (sample_posterior / other):")
     for case in cases:

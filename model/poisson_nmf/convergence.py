@@ -4,8 +4,10 @@ One definition, used by :func:`poisson_nmf.diagnose` and by the stopping rule of
 :func:`poisson_nmf.sample_posterior`, so that a run that stops clean passes diagnose's
 sampling checks.
 
-Every estimator is ArviZ's (``arviz_stats``): rank-normalised split R-hat, bulk and tail
-ESS and the MCSE of the mean (Vehtari et al. 2021). Those are undefined (NaN, or
+Every estimator is ArviZ's: rank-normalised split R-hat, bulk and tail ESS and the MCSE
+of the mean (Vehtari et al. 2021), computed for all entries at once by
+:mod:`poisson_nmf.ess_rhat` (the same numbers as ``arviz_stats``, which takes one entry
+at a time and is too slow to check every entry as the sampler goes). Those are undefined (NaN, or
 infinite) for an entry whose draws are all equal: a column of a normalised W with one
 row is 1 in every draw, for instance. Such entries are **constant by construction**:
 they are reported as such and left out of the comparisons with a threshold. An entry
@@ -26,7 +28,9 @@ import xarray as xr
 __all__ = [
     "ConvergenceSummary",
     "constant_entries",
+    "constant_mask",
     "entry_table",
+    "flat_draws",
     "summarize_convergence",
 ]
 
@@ -56,6 +60,31 @@ def constant_entries(
     lo = da.min(sample_dims)
     scale = np.maximum(abs(hi), abs(lo))
     return (hi - lo) <= _CONSTANT_RTOL * scale
+
+
+def constant_mask(x: np.ndarray) -> np.ndarray:
+    """:func:`constant_entries` of an array of shape (chains, draws, n_entries).
+
+    Returns
+    -------
+    numpy.ndarray of bool, shape (n_entries,)
+    """
+    hi = x.max(axis=(0, 1))
+    lo = x.min(axis=(0, 1))
+    return np.asarray((hi - lo) <= _CONSTANT_RTOL * np.maximum(abs(hi), abs(lo)))
+
+
+def flat_draws(post: xr.Dataset, var_names: tuple[str, ...] = _VARS) -> np.ndarray:
+    """Return the draws of ``var_names`` side by side: shape (chains, draws, n_entries).
+
+    Entries are in the order of :func:`entry_table`'s rows (each variable's entries in
+    C order of its non-sample dims, variables in turn).
+    """
+    parts = []
+    for name in var_names:
+        da = post[name].transpose("chain", "draw", ...)
+        parts.append(da.values.reshape(da.sizes["chain"], da.sizes["draw"], -1))
+    return np.concatenate(parts, axis=2)
 
 
 def entry_table(
@@ -88,12 +117,11 @@ def entry_table(
         ``ess_tail``, ``r_hat``, ``mcse_mean`` and ``constant`` (the entry's draws are
         one value: its diagnostics are undefined by construction).
     """
-    # one arviz_stats call per diagnostic (azs.summary(kind="all") computes more, slower)
-    import arviz_stats as azs
-
     ds = post[list(var_names)]
     cols: dict[str, xr.Dataset] = {}
     if intervals:
+        import arviz_stats as azs
+
         eti = azs.eti(ds, prob=0.9)
         cols |= {
             "mean": ds.mean(("chain", "draw")),
@@ -107,19 +135,8 @@ def entry_table(
         nan = xr.full_like(ds.isel(chain=0, draw=0, drop=True), np.nan, dtype=np.float64)
         cols |= {k: nan for k in ("ess_bulk", "ess_tail", "r_hat", "mcse_mean")}
         cols["constant"] = xr.full_like(nan, False, dtype=bool)
-    with np.errstate(divide="ignore", invalid="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        cols |= (
-            {}
-            if not diagnostics
-            else {
-                "ess_bulk": azs.ess(ds, method="bulk"),
-                "ess_tail": azs.ess(ds, method="tail"),
-                "r_hat": azs.rhat(ds, method="rank"),
-                "mcse_mean": azs.mcse(ds, method="mean"),
-                "constant": ds.map(constant_entries),
-            }
-        )
+    if diagnostics:
+        cols |= _diagnostics(ds, var_names)
     frames = []
     for name in var_names:
         df = xr.Dataset({k: v[name] for k, v in cols.items()}).to_dataframe().reset_index()
@@ -136,6 +153,32 @@ def entry_table(
     out[lead] = out[lead].astype(object).where(out[lead].notna(), None)
     out["constant"] = out["constant"].astype(bool)
     return out[lead + [c for c in out.columns if c not in lead]]
+
+
+def _diagnostics(ds: xr.Dataset, var_names: tuple[str, ...]) -> dict[str, xr.Dataset]:
+    """ESS, R-hat, MCSE and constancy of every entry, as Datasets shaped like ``ds``."""
+    from .ess_rhat import rank_diagnostics
+
+    x = flat_draws(ds, var_names)
+    with np.errstate(divide="ignore", invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        d = rank_diagnostics(x)
+    flat = {
+        "ess_bulk": d.ess_bulk,
+        "ess_tail": d.ess_tail,
+        "r_hat": d.r_hat,
+        "mcse_mean": d.mcse_mean,
+        "constant": constant_mask(x),
+    }
+    out: dict[str, dict[str, xr.DataArray]] = {k: {} for k in flat}
+    start = 0
+    for name in var_names:
+        tmpl = ds[name].isel(chain=0, draw=0, drop=True)
+        stop = start + tmpl.size
+        for k, v in flat.items():
+            out[k][name] = tmpl.copy(data=v[start:stop].reshape(tmpl.shape))
+        start = stop
+    return {k: xr.Dataset(v) for k, v in out.items()}
 
 
 @dataclass(frozen=True)

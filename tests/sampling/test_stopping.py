@@ -167,3 +167,36 @@ def test_sbc_through_the_stopping_rule(capsys):
     with capsys.disabled():
         print(show(f"SBC through the stopping rule, {SLOW_SIMS} simulations", res))
     assert res.passed, res.failed
+
+
+def test_checks_screen_the_worst_entries_first_with_the_same_decision():
+    # a monitor fed independent draws of 30 x 3 W and 3 x 20 H (150 entries), one entry of
+    # H shifted in chain 0 so that it never mixes: each check after the first computes
+    # only the suspects (the worst at the previous check) and stops at the failing one;
+    # the decision is the one of computing every entry
+    from poisson_nmf.sampling.stopping import MIN_SUSPECTS, ConvergenceMonitor
+
+    F, K, N = 30, 3, 20
+    rng = np.random.default_rng(0)
+    W_ref, H_ref = rng.gamma(5.0, 1.0, (F, K)), rng.gamma(5.0, 1.0, (K, N))
+    W_ref /= W_ref.sum(0)
+
+    def unpack(x):
+        return x[:, : F * K].reshape(-1, F, K), x[:, F * K :].reshape(-1, K, N)
+
+    rule = StoppingRule(chains=2, target_ess=100, max_draws=1000, check_every=250)
+    mon = ConvergenceMonitor(rule, unpack, W_ref, H_ref, "W")
+    for d in (250, 500):
+        blocks = []
+        for c in range(2):
+            W = W_ref * rng.gamma(200.0, 1 / 200.0, (250, F, K))  # ~7 % sd, independent
+            H = H_ref * rng.gamma(200.0, 1 / 200.0, (250, K, N))
+            H[:, 1, 4] *= 1.5 if c == 0 else 1.0  # one entry whose chains disagree
+            blocks.append(np.concatenate([W.reshape(250, -1), H.reshape(250, -1)], axis=1))
+        assert not mon(blocks, d)
+    first, second = mon.checks
+    assert first["entries_checked"] == F * K + K * N and not first["clean"]
+    assert second["entries_checked"] == MIN_SUSPECTS and not second["clean"]
+    # the screened check found the failing entry: its worst R-hat is the whole run's
+    summary, _ = rule.assess(mon.draws())
+    assert not summary.clean and second["worst_r_hat"] == pytest.approx(summary.worst_r_hat)

@@ -178,15 +178,6 @@ class TargetAcceptSchedule:
         }
 
 
-def _reset_monitor(monitor: Any) -> None:
-    """Forget a discarded attempt's draws and checks (the monitor's own state)."""
-    monitor._W = []
-    monitor._H = []
-    monitor.checks = []
-    monitor.reason = ""
-    monitor.last_check_s = 0.0
-
-
 def settle_final_stage(
     run: Callable[[dict[str, Any], bool], list[Run]],
     kw: dict[str, Any],
@@ -223,7 +214,7 @@ def settle_final_stage(
     runs: list[Run] = []
     for i, ta in enumerate(schedule.ladder):
         if i > 0 and monitor is not None:
-            _reset_monitor(monitor)
+            monitor.reset()
         last = i + 1 == len(schedule.ladder)
         try:
             runs = run(schedule.kwargs(i, kw), not last)

@@ -263,11 +263,9 @@ def sample_chains(
     monitor = None
     F, N = run.counts.shape
     if run.rule is not None:
-        mcoords = {"row": run.counts.row, "column": run.counts.column,
-                   "component": np.arange(run.K)}  # fmt: skip
         unpack = functools.partial(unpack_draws, F=F, N=N, K=run.K)
         monitor = ConvergenceMonitor(run.rule, unpack, ref.W_ref, ref.H_ref, run.normalize,
-                                     mcoords, bar.status)  # fmt: skip
+                                     bar.status)  # fmt: skip
     if run.sampler == "nutpie":
         runs = run_nutpie(
             dens, starts, seeds, run.draws, run.tune, run.cores, run.nuts_kwargs, info,

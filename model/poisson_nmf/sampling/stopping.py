@@ -18,11 +18,18 @@ checks whatever the number of chains. Divergences are not part of the rule (more
 do not remove them); diagnose still reports them.
 
 Each check aligns only the new block of draws (alignment is draw by draw) and computes
-ArviZ's R-hat and ESS on all draws so far: cheap on small tables, slow on large ones
-(``arviz_stats`` loops over entries; figures in benchmarks/README.md), which is why
-checkpoints are ``check_every`` = 500 draws apart, and why after a check that took more
-than ``OVERLAP_AFTER_S`` the chains go on sampling during the next one (draws past a
-stop are discarded; the kept ones are the same).
+R-hat and ESS on all draws so far (:mod:`poisson_nmf.ess_rhat`, ArviZ's numbers for all
+entries at once). A check that finds the run not clean needs only one failing entry:
+each check first computes the entries that were worst at the previous one (the
+``SUSPECTS`` fraction of them, at least ``MIN_SUSPECTS``) and, if any of those fails,
+stops there; only a check that finds them all passing computes every entry. The
+decision is the same as computing every entry each time (a failing entry is a
+failure wherever it is found); the figures recorded for such a check
+(``attrs["stopping"]["checks"]``, the progress bar) are over the entries it computed,
+which it records as ``entries_checked``. Checkpoints are ``check_every`` = 500 draws
+apart, and after a check that took more than ``OVERLAP_AFTER_S`` the chains go on
+sampling during the next one (draws past a stop are discarded; the kept ones are the
+same).
 
 Memory: nutpie holds the draws of (log W, log H) of each chain, up to ``max_draws`` per
 chain (8 bytes x chains x max_draws x (F + N) K), and the rule an aligned copy of the
@@ -39,10 +46,12 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import xarray as xr
 
 from ..align import Normalize, align_factors
-from ..convergence import ConvergenceSummary, entry_table, summarize_convergence
+from ..convergence import ConvergenceSummary, constant_mask, summarize_convergence
+from ..ess_rhat import rank_diagnostics
 from ..exceptions import warn_user
 from ..observed import observed_counts, same_counts
 
@@ -52,6 +61,10 @@ __all__ = ["ConvergenceMonitor", "StoppingRule", "run_until"]
 CHECK_EVERY = 500
 #: default budget of draws per chain
 MAX_DRAWS = 4000
+#: a check first computes this fraction of the entries, the worst at the previous check
+SUSPECTS = 0.01
+#: ... and at least this many
+MIN_SUSPECTS = 64
 #: a check that took longer than this (seconds) lets the chains go on during the next
 #: (scheduling only: the draws are the same either way); on small tables a check takes a
 #: fraction of a second and the chains' overshoot past a stop would cost more
@@ -101,12 +114,41 @@ class StoppingRule:
         pts = list(range(self.check_every, self.max_draws, self.check_every)) + [self.max_draws]
         return [d for d in pts if d > self.start] or [self.max_draws]
 
-    def summarize(self, post: xr.Dataset) -> ConvergenceSummary:
-        """Diagnose's convergence summary of ``post`` (W, H) against these thresholds."""
-        entries = entry_table(post, intervals=False)
-        return summarize_convergence(
-            entries, post.sizes["chain"], r_hat_max=self.target_rhat, ess_min=self.ess_min
+    def assess(self, x: np.ndarray) -> tuple[ConvergenceSummary, np.ndarray]:
+        """Diagnose's convergence summary of draws ``x`` against these thresholds.
+
+        Parameters
+        ----------
+        x : numpy.ndarray, shape (chains, draws, n_entries)
+            Normalised, aligned draws (:func:`poisson_nmf.convergence.flat_draws`).
+
+        Returns
+        -------
+        summary : ConvergenceSummary
+        badness : numpy.ndarray, shape (n_entries,)
+            How far each entry is from passing: ``max((R-hat - 1) / (target_rhat - 1),
+            ess_min / min(bulk ESS, tail ESS))``, above 1 where it fails; infinite where
+            undefined, minus infinity where constant by construction.
+        """
+        d = rank_diagnostics(x, mcse=False)
+        const = constant_mask(x)
+        table = pd.DataFrame(
+            {"r_hat": d.r_hat, "ess_bulk": d.ess_bulk, "ess_tail": d.ess_tail, "constant": const}
         )
+        chains = x.shape[0]
+        summary = summarize_convergence(
+            table, chains, r_hat_max=self.target_rhat, ess_min=self.ess_min
+        )
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ess = np.minimum(d.ess_bulk, d.ess_tail)
+            bad = self.ess_min / ess
+            if chains > 1:
+                bad = np.maximum(bad, (d.r_hat - 1) / (self.target_rhat - 1))
+                undefined = ~(np.isfinite(ess) & np.isfinite(d.r_hat))
+            else:
+                undefined = ~np.isfinite(ess)
+        bad = np.where(undefined, np.inf, bad)
+        return summary, np.where(const, -np.inf, bad)
 
 
 def check_rule_args(target_rhat: Any, target_ess: Any, max_draws: Any, max_time: Any) -> None:
@@ -139,8 +181,6 @@ class ConvergenceMonitor:
     W_ref, H_ref : numpy.ndarray
         The alignment reference (as :func:`poisson_nmf.sample_posterior` uses it).
     normalize : {"W", "H"}
-    coords : dict
-        ``row``, ``component``, ``column`` labels.
     status : callable, optional
         Called with a one-line summary after each check (the progress bar).
     """
@@ -150,37 +190,37 @@ class ConvergenceMonitor:
     W_ref: np.ndarray
     H_ref: np.ndarray
     normalize: Normalize
-    coords: dict[str, Any]
     status: Callable[[str], None] | None = None
     t0: float = field(default_factory=time.perf_counter)
     checks: list[dict[str, Any]] = field(default_factory=list)
     reason: str = ""
     last_check_s: float = 0.0
-    _W: list[list[np.ndarray]] = field(default_factory=list)
-    _H: list[list[np.ndarray]] = field(default_factory=list)
+    _x: list[list[np.ndarray]] = field(default_factory=list)
+    _suspects: np.ndarray | None = None
+
+    def reset(self) -> None:
+        """Forget the draws and checks so far (a discarded attempt's)."""
+        self._x, self.checks = [], []
+        self.reason, self.last_check_s, self._suspects = "", 0.0, None
 
     def add(self, blocks: list[np.ndarray]) -> None:
-        """Align and keep a new block of draws of x per chain (d_new, n)."""
-        if not self._W:
-            self._W = [[] for _ in blocks]
-            self._H = [[] for _ in blocks]
+        """Align and keep a new block of draws of x per chain (d_new, n).
+
+        Kept as (d_new, n_entries): W's entries then H's, each in C order, as
+        :func:`poisson_nmf.convergence.flat_draws` orders them.
+        """
+        if not self._x:
+            self._x = [[] for _ in blocks]
         for c, x in enumerate(blocks):
             W, H = self.unpack(x)
             al = align_factors(W, H, self.W_ref, self.H_ref, normalize=self.normalize)
-            self._W[c].append(al.W)
-            self._H[c].append(al.H)
+            d = al.W.shape[0]
+            self._x[c].append(np.concatenate([al.W.reshape(d, -1), al.H.reshape(d, -1)], 1))
 
-    def posterior(self) -> xr.Dataset:
-        """Return the aligned draws so far, as the posterior group holds them."""
-        W = np.stack([np.concatenate(w) for w in self._W])
-        H = np.stack([np.concatenate(h) for h in self._H])
-        return xr.Dataset(
-            {
-                "W": (("chain", "draw", "row", "component"), W),
-                "H": (("chain", "draw", "component", "column"), H),
-            },
-            coords=self.coords,
-        )
+    def draws(self, entries: np.ndarray | None = None) -> np.ndarray:
+        """Return the aligned draws so far, (chains, draws, entries), or of ``entries``."""
+        pick = (lambda b: b) if entries is None else (lambda b: b[:, entries])
+        return np.stack([np.concatenate([pick(b) for b in blocks]) for blocks in self._x])
 
     def __call__(self, blocks: list[np.ndarray], draws: int) -> bool:
         """Add the blocks that end at ``draws`` per chain; whether to stop there."""
@@ -188,7 +228,7 @@ class ConvergenceMonitor:
         if draws <= self.rule.start:  # replayed draws of a resumed run: known not clean
             return False
         t = time.perf_counter()
-        s = self.rule.summarize(self.posterior())
+        s, checked = self._check()
         self.last_check_s = time.perf_counter() - t
         self.checks.append(
             {
@@ -198,6 +238,8 @@ class ConvergenceMonitor:
                 "min_ess_tail": _num(s.min_ess_tail),
                 "n_undefined": s.n_undefined,
                 "clean": bool(s.clean),
+                "entries_checked": checked,
+                "seconds": round(self.last_check_s, 3),
             }
         )
         if self.status is not None:
@@ -214,6 +256,17 @@ class ConvergenceMonitor:
         elif self.rule.max_time is not None and elapsed >= self.rule.max_time:
             self.reason = "max_time"
         return bool(self.reason)
+
+    def _check(self) -> tuple[ConvergenceSummary, int]:
+        """Summary of this check (the suspects first) and the number of entries computed."""
+        if self._suspects is not None:
+            s, _ = self.rule.assess(self.draws(self._suspects))
+            if not s.clean:
+                return s, int(self._suspects.size)
+        s, bad = self.rule.assess(self.draws())
+        n = max(MIN_SUSPECTS, int(np.ceil(SUSPECTS * bad.size)))
+        self._suspects = np.sort(np.argsort(-bad, kind="stable")[:n])
+        return s, int(bad.size)
 
     def record(self, draws: int, resumed_from: int | None = None) -> str:
         """``attrs["stopping"]``: the rule, its thresholds, why it stopped, the draws."""
