@@ -30,7 +30,8 @@ _COMPILING = "POISSON_NMF_COMPILING"  # set in the process that fills the cache
 def precompile() -> bool:
     """Compile the sampler's C callbacks into Numba's disk cache; return whether they were there.
 
-    Through tiny runs it also compiles every other function of the sampling path (any
+    Through tiny runs it also compiles every other function of the sampling path and
+    :func:`poisson_nmf.fit_loadings`' sampler (any
     compiled function that calls another can differ in its last bits between in-memory
     and cached code, as the callbacks do). :func:`load_callbacks` runs this in a
     process of its own on a cache miss; ``make`` runs it once after installing, which
@@ -56,6 +57,13 @@ def precompile() -> bool:
                     V, 2, draws=10, tune=LEARN_MIN_TUNE, chains=2, random_seed=0,
                     pointwise_draws=10, progress=False,
                 )  # fmt: skip
+        # and fit_loadings' exact sampler (its kernels are Numba-cached too: about 30 s
+        # to compile, which would otherwise fall on a user's first call)
+        from ..loadings import fit_loadings
+
+        W = rng.gamma(1.0, 1.0, (30, 2))
+        fit_loadings(dense[:, :3], W, method="posterior", draws=10, tune=10, chains=1,
+                     random_seed=0, progress=False)  # fmt: skip
     finally:
         os.environ.pop(_COMPILING, None)
     return hit
