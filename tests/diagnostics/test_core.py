@@ -7,7 +7,7 @@ import xarray as xr
 import poisson_nmf as pnmf
 from poisson_nmf.diagnostics import THRESHOLDS, Threshold, entry_label
 from tests._fits import digits_diagnosis, digits_fit, good_fit, short_fit, two_mode_tree
-from tests.diagnostics.trees import with_values
+from tests.diagnostics.trees import hand_tree, with_values
 
 SAMPLING = ("r_hat", "ess_bulk", "ess_tail", "divergences", "ebfmi", "modes")
 
@@ -165,6 +165,24 @@ def test_under_dispersion_is_not_a_warning_over_dispersion_is():
     assert "over-dispersed relative to Poisson(WH)" in d.check("ppc_discrepancy").detail
     cov = d.check("ppc_coverage")
     assert not cov.passed and d.ppc["coverage_p"] < 0.01 and d.verdict == "warn"
+
+
+def test_predictive_checks_need_twenty_draws():
+    # data far from the fit (3 x the counts): with 20 draws both checks warn; with 3 the
+    # same misfit is not judged ("info"), as a 90 % interval of 3 draws is their range
+    for D, judged in ((3, False), (20, True)):
+        t = hand_tree(C=1, D=D, F=6, N=5, pointwise=True)
+        big = t["observed_data"]["V"].values * 3 + 5
+        d = pnmf.diagnose(with_values(t, "observed_data", "V", big))
+        for name in ("ppc_coverage", "ppc_discrepancy"):
+            c = d.check(name)
+            assert (c.status == "WARN") if judged else (c.status == "n/a"), (D, c)
+        if not judged:
+            assert d.check("ppc_coverage").detail == (
+                "not computed: 3 predictive draws, a central 90% interval needs at least 20 "
+                "(pointwise_draws, draws)"
+            )
+            assert d.ppc is not None and d.ppc["n_draws"] == 3  # still summarised
 
 
 def test_efficiency_and_pareto_k_are_information():
