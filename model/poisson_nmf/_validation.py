@@ -14,6 +14,7 @@ from .priors import GammaPriors
 
 __all__ = [
     "DEFAULT_PRIORS",
+    "at_default",
     "check_choice",
     "check_int",
     "check_positive_int",
@@ -24,6 +25,22 @@ __all__ = [
 DEFAULT_PRIORS = GammaPriors()
 """Gamma(1, 1) on every entry of W and H: the default of the model, the sampler, the
 variational fit and calibration. Frozen, so one shared instance is safe as a default."""
+
+
+def at_default(value: Any, default: Any) -> bool:
+    """Return whether an argument is at its default (counts as not set).
+
+    At its default means the default object itself, or a str, int, float or None of the
+    default's type and value (so ``np.int64(1000)`` is not at the default ``1000``).
+    Python cannot tell an argument left out from one given its default value; the
+    functions that refuse arguments that do not apply (``method="vi"``, ``resume``)
+    treat an argument at its default as not set.
+    """
+    return value is default or (
+        isinstance(value, str | int | float | type(None))
+        and type(value) is type(default)
+        and value == default
+    )
 
 
 def check_int(value: Any, name: str, minimum: int) -> int:
