@@ -6,6 +6,7 @@ and what to pass instead.
 
 from __future__ import annotations
 
+import math
 import numbers
 from collections.abc import Sequence
 from typing import Any
@@ -18,6 +19,7 @@ __all__ = [
     "check_choice",
     "check_int",
     "check_positive_int",
+    "check_real",
     "check_priors",
     "proper_priors",
 ]
@@ -51,6 +53,24 @@ def check_int(value: Any, name: str, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
     return int(value)
+
+
+def check_real(
+    value: Any, name: str, low: float, high: float = math.inf, *, closed_low: bool = False
+) -> float:
+    """Return ``value`` as a float inside (``low``, ``high``) (``[low, high)`` if ``closed_low``).
+
+    Raises ``TypeError`` for what is not a real number (booleans included) and
+    ``ValueError`` for NaN, infinity or a value out of range, naming ``name`` and the range.
+    """
+    span = f"{'[' if closed_low else '('}{low:g}, {high:g})".replace("inf", "infinity")
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number in {span}, got {value!r}")
+    v = float(value)
+    inside = (v >= low if closed_low else v > low) and v < high
+    if not (math.isfinite(v) and inside):
+        raise ValueError(f"{name} must be a finite number in {span}, got {value!r}")
+    return v
 
 
 def check_positive_int(value: Any, name: str) -> int:
