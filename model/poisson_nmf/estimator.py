@@ -297,7 +297,9 @@ class PoissonNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimato
             self.n_iter_ = int(self.draws)
         # scikit-learn's NMF(beta_loss="kullback-leibler"): sqrt(2 D_KL(X || W_sk H_sk)) at
         # the fit (sklearn/decomposition/_nmf.py, _beta_divergence(square_root=True))
-        self.reconstruction_err_ = float(np.sqrt(2.0 * kl_divergence(counts, (W, H))))
+        # (D_KL >= 0; at an exact fit its sum can round to -1e-16, whose sqrt is NaN)
+        kl = max(kl_divergence(counts, (W, H)), 0.0)
+        self.reconstruction_err_ = float(np.sqrt(2.0 * kl))
         scale = W.sum(axis=0)
         # the components' scales: an L1 penalty on the loadings is not scale-free, so
         # transform applies it on the scale the fit had (see _loadings_priors)
