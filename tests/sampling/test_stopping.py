@@ -157,6 +157,23 @@ def test_resume_refuses_settings_unlike_the_stored_runs(counts, clean, given, ma
         pnmf.sample_posterior(counts, 2, resume=clean, max_draws=d, chains=4, tune=1000)
 
 
+def test_resume_keeps_the_runs_labels(counts):
+    import pandas as pd
+
+    df = pd.DataFrame(counts, index=[f"g{i}" for i in range(10)],
+                      columns=[f"s{j}" for j in range(8)])  # fmt: skip
+    first = pnmf.sample_posterior(df, 2, random_seed=3, max_draws=30, **NEVER, **TINY)
+    # the same counts without labels: the run's labels are kept, not replaced by 0..F-1
+    more = pnmf.sample_posterior(counts, 2, resume=first, max_draws=40, **NEVER)
+    assert more["posterior"]["row"].values.tolist() == df.index.tolist()
+    assert more["observed_data"]["column"].values.tolist() == df.columns.tolist()
+    # other labels are refused, naming the first that differs
+    other = df.rename(index={"g3": "x3"})
+    with pytest.raises(ValueError, match=r"V's row labels differ from the run's \(position 3: "
+                       r"'x3', the run has 'g3'\)"):  # fmt: skip
+        pnmf.sample_posterior(other, 2, resume=first, max_draws=40)
+
+
 def test_resume_of_a_variational_fit_says_so(counts):
     vi = pnmf.sample_posterior(counts, 2, method="vi", draws=20, random_seed=0)
     with pytest.raises(ValueError, match=r"a variational fit \(method='vi'\) has no chains"):

@@ -309,7 +309,7 @@ def posterior_summary(
     for name in var_names:
         if name not in post:
             raise ValueError(f"{name!r} is not in the posterior (has {list(post.data_vars)})")
-        da = post[name]
+        da = post[name].astype(np.float64)  # VI's float32 draws: summaries in float64
         cols = {
             "mean": da.mean(_SAMPLE_DIMS),
             "sd": (

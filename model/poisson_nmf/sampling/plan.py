@@ -22,7 +22,14 @@ from ..memory import MemoryBudgetWarning, MemoryPlan, draws_within, plan_memory,
 from ..priors import GammaPriors
 from .kernels import use_dense
 from .pointwise import pointwise_entries
-from .stopping import RESUMED, StoppingRule, check_rule_args, fixed_record, resume_settings
+from .stopping import (
+    RESUMED,
+    StoppingRule,
+    check_rule_args,
+    fixed_record,
+    resume_settings,
+    resumed_labels,
+)
 
 __all__ = [
     "RunArgs",
@@ -83,6 +90,7 @@ def settle_arguments(a: dict[str, Any]) -> RunArgs:
     if a["resume"] is not None:
         rs = resume_settings(a["resume"], counts, K, map_kwargs=a["map_kwargs"],
                              nuts_kwargs=a["nuts_kwargs"], given=explicit(a, RESUMED))  # fmt: skip
+        counts = resumed_labels(a["resume"], counts)
         a.update(priors=rs.priors, tune=rs.tune, chains=rs.chains, sampler=rs.sampler,
                  precision=rs.precision, normalize=rs.normalize, init=rs.init,
                  jitter=rs.jitter, random_seed=rs.seed)  # fmt: skip

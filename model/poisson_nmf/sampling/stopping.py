@@ -585,6 +585,31 @@ def same_kwargs(given: dict[str, Any] | None, stored: dict[str, Any]) -> bool:
     return all(rec[k] == stored[k] or repr(given[k]) == stored[k] for k in given)
 
 
+def resumed_labels(tree: Any, counts: Any) -> Any:
+    """Return ``counts`` with the stored run's row and column labels (same counts checked).
+
+    An unlabelled V (labels 0, 1, ...) takes the run's labels, so a resumed fit keeps
+    its names; labelled V whose labels differ from the run's is refused (ValueError).
+    """
+    from dataclasses import replace as _replace
+
+    stored = observed_counts(tree)
+    labels = {}
+    for axis in ("row", "column"):
+        old, new = getattr(stored, axis), getattr(counts, axis)
+        if np.array_equal(old, new):
+            continue
+        if np.array_equal(new, np.arange(new.size)):  # V had no labels on this axis
+            labels[axis] = old
+            continue
+        i = int(np.argmax([a != b for a, b in zip(old, new, strict=True)]))
+        raise ValueError(
+            f"resume: V's {axis} labels differ from the run's (position {i}: {new[i]!r}, "
+            f"the run has {old[i]!r}); pass V with the run's labels, or without labels"
+        )
+    return _replace(counts, **labels) if labels else counts
+
+
 def check_replay(old: Any, new: Any) -> None:
     """Warn when the replayed draws of a resumed run differ from the stored ones.
 
