@@ -127,7 +127,7 @@ def test_bad_input_raises_with_a_message(V, exc, match):
 def test_mask_of_wrong_shape():
     with pytest.raises(ValueError, match=r"mask has shape \(3,\) but V has shape \(2, 2\)"):
         pnmf.as_counts(np.ones((2, 2)), mask=np.zeros(3, bool))
-    with pytest.raises(TypeError, match=r"mask must be boolean"):
+    with pytest.raises(TypeError, match=r"mask must be boolean or integers 0 / 1"):
         pnmf.as_counts(np.ones((2, 2)), mask=np.full((2, 2), 0.5))
 
 
@@ -299,7 +299,78 @@ def test_csr_index_matches_scipy():
 
 def test_a_fully_masked_table_is_called_missing_not_zeros():
     X = np.array([[1.0, np.nan], [np.nan, np.nan]])
-    with pytest.raises(ValueError, match=r"every entry of V \(shape \(2, 2\)\) is missing"):
+    with pytest.raises(
+        ValueError, match=r"V has no observed entries: every entry \(shape \(2, 2\)\) is missing"
+    ):
         pnmf.as_counts(X, mask=np.array([[True, False], [False, False]]), missing="mask")
-    with pytest.raises(ValueError, match="V is all zeros"):  # zeros are not missing
+    with pytest.raises(ValueError, match=r"V has no observed entries"):  # by the mask alone
+        pnmf.as_counts(np.ones((3, 2)), mask=np.ones((3, 2), bool))
+    with pytest.raises(ValueError, match=r"no observed entries"):
+        pnmf.as_counts(sp.csr_matrix(np.ones((3, 2))), mask=sp.csr_matrix(np.ones((3, 2), bool)))
+    # zeros are not missing: the observed ones are named as zeros, the masked counted apart
+    with pytest.raises(
+        ValueError, match=r"V's observed entries are all zeros \(1 observed, 1 missing"
+    ):
         pnmf.as_counts(np.array([[0.0, np.nan]]), missing="mask")
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_masks_are_boolean_or_zero_one_integers(sparse):
+    V = np.arange(1, 7).reshape(2, 3)
+    as_mask = sp.csr_matrix if sparse else np.asarray
+    for ok in (
+        np.array([[1, 0, 0], [0, 0, 1]]),
+        np.array([[True, False, False], [False, False, True]]),
+    ):
+        c = pnmf.as_counts(V, mask=as_mask(ok))
+        assert c.missing_rows.tolist() == [0, 1] and c.missing_cols.tolist() == [0, 2]
+    with pytest.raises(TypeError, match=r"integers other than 0 and 1 \(first 2\)"):
+        pnmf.as_counts(V, mask=as_mask(np.array([[2, 0, 0], [0, 0, 2]])))
+    with pytest.raises(TypeError, match=r"mask must be boolean or integers 0 / 1 .* dtype float64"):
+        pnmf.as_counts(V, mask=as_mask(np.array([[1.0, 0, 0], [0, 0, 1]])))
+
+
+def _labelled(index=None, columns=None, sparse=False):
+    V = np.random.default_rng(4).poisson(2.0, (6, 5)) + 1
+    df = pd.DataFrame(V, index=index, columns=columns)
+    return df.astype(pd.SparseDtype("int64", 0)) if sparse else df
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_mixed_type_labels_are_refused_up_front(sparse):
+    # a fit of them could not be saved (netCDF) nor diagnosed (sorting int against str)
+    with pytest.raises(
+        TypeError,
+        match=r"V's row labels mix types: 1 \(int\) and 'a' \(str\).*"
+        r"df\.index = df\.index\.astype\(str\)",
+    ):
+        pnmf.as_counts(_labelled(index=[1, "a", 2, "b", 3, "c"], sparse=sparse))
+    with pytest.raises(
+        TypeError,
+        match=r"V's column labels mix types: 'x' \(str\) and 2 \(int\).*"
+        r"df\.columns = df\.columns\.astype\(str\)",
+    ):
+        pnmf.as_counts(_labelled(columns=["x", 2, "y", 3, "z"], sparse=sparse))
+    with pytest.raises(TypeError, match=r"1\.5 \(float\) and 2 \(int\)"):
+        pnmf.as_counts(_labelled(index=pd.Index([1.5, 2, 3, 4, 5, 6], dtype=object)))
+    fixed = _labelled(index=[1, "a", 2, "b", 3, "c"], sparse=sparse)
+    fixed.index = fixed.index.astype(str)  # the remedy the message gives works
+    assert pnmf.as_counts(fixed).row.tolist() == ["1", "a", "2", "b", "3", "c"]
+
+
+def test_mixed_type_coords_of_a_dataarray_are_refused():
+    V = xr.DataArray(np.ones((2, 2)), dims=("row", "column"),
+                     coords={"column": np.array(["s1", 7], dtype=object)})  # fmt: skip
+    with pytest.raises(TypeError, match=r"column labels mix types.*V\.assign_coords\(column="):
+        pnmf.as_counts(V)
+
+
+def test_datetime_and_integer_labels_are_one_type():
+    days = pd.date_range("2026-01-01", periods=6)
+    c = pnmf.as_counts(_labelled(index=days))
+    assert c.row.dtype.kind == "M" and c.row[0] == np.datetime64("2026-01-01")
+    c = pnmf.as_counts(_labelled(index=[10, 20, 30, 40, 50, 60], columns=list("abcde")))
+    assert c.row.tolist() == [10, 20, 30, 40, 50, 60] and c.column.tolist() == list("abcde")
+    # NumPy integers beside Python ints in an object index are one type (int)
+    obj = pd.Index([np.int64(1), 2, 3, 4, 5, 6], dtype=object)
+    assert pnmf.as_counts(_labelled(index=obj)).row.tolist() == [1, 2, 3, 4, 5, 6]

@@ -88,6 +88,28 @@ def test_flat_map_agrees_with_sklearn_kl_nmf():
     assert cos.max(axis=1).min() > 0.99
 
 
+def test_reconstruction_err_is_scikit_learns():
+    # scikit-learn 1.9.1 sets reconstruction_err_ = _beta_divergence(X, W, H, beta_loss,
+    # square_root=True), i.e. sqrt(2 D_KL(X || W H)) for beta_loss="kullback-leibler"
+    from sklearn.decomposition._nmf import _beta_divergence
+
+    X, _ = _table(seed=2)
+    est = pnmf.PoissonNMF(3, random_state=0).fit(X)
+    W_sk, H_sk = est.fit_.H.T, est.fit_.W.T  # scikit-learn's loadings and components
+    ref = _beta_divergence(X.astype(float), W_sk, H_sk, "kullback-leibler", square_root=True)
+    assert est.reconstruction_err_ == pytest.approx(ref, rel=1e-10)  # rounding of two sums
+    assert est.reconstruction_err_ == pytest.approx(np.sqrt(2 * est.fit_.objective), rel=1e-6)
+    sparse = pnmf.PoissonNMF(3, random_state=0).fit(sp.csr_matrix(X))
+    assert sparse.reconstruction_err_ == pytest.approx(ref, rel=1e-10)
+    # a posterior fit: at the posterior means of W and H
+    vi = pnmf.PoissonNMF(3, method="vi", draws=50, random_state=0).fit(X)
+    post = vi.idata_["posterior"].to_dataset().astype(float)  # float32 draws, float64 means
+    W = post["W"].mean(("chain", "draw")).transpose("row", "component").values
+    H = post["H"].mean(("chain", "draw")).transpose("component", "column").values
+    ref_vi = _beta_divergence(X.astype(float), H.T, W.T, "kullback-leibler", square_root=True)
+    assert vi.reconstruction_err_ == pytest.approx(ref_vi, rel=1e-10)
+
+
 def test_pipeline_on_sparse_counts_without_densifying(monkeypatch):
     docs = [
         "cats purr and cats sleep", "dogs bark and dogs run", "cats and dogs play",

@@ -116,6 +116,62 @@ def test_fit_of_an_older_format_is_refused_with_what_to_do(tmp_path):
     xr.testing.assert_identical(back["posterior"].to_dataset(), tree["posterior"].to_dataset())
 
 
+def _forged(tmp_path, **attrs):
+    """A small saved fit whose root attrs are changed behind save_fit's back."""
+    tree = hand_tree()
+    tree.attrs = {"settings": "{}"}
+    good = xr.open_datatree(save_fit(tree, tmp_path / "fit.nc"), engine="h5netcdf").load()
+    good.attrs.update(attrs)
+    for k in [k for k, v in attrs.items() if v is None]:
+        del good.attrs[k]
+    good.to_netcdf(tmp_path / "forged.nc", engine="h5netcdf")
+    return tmp_path / "forged.nc"
+
+
+@pytest.mark.parametrize(
+    ("version", "match"),
+    [
+        (
+            3,
+            r"written by a newer poisson-nmf \(fit format 3; this poisson-nmf .* reads "
+            r"format 2\): upgrade poisson-nmf",
+        ),
+        (-1, r"has format_version -1, which is not a fit format \(a positive integer\)"),
+        (0, r"has format_version 0, which is not a fit format"),
+        ("two", r"has format_version 'two', which is not a fit format"),
+        (2.5, r"has format_version 2.5, which is not a fit format"),
+        (None, r"has no format_version: it was not written by save_fit"),
+    ],
+)
+def test_format_versions_that_cannot_be_read_are_named(tmp_path, version, match):
+    with pytest.raises(FitFormatError, match=match) as e:
+        pnmf.load_fit(_forged(tmp_path, format_version=version))
+    assert "format -1" not in str(e.value)  # no sentinel leaks into a message
+
+
+def test_format_version_as_text_is_read(tmp_path):
+    assert pnmf.load_fit(_forged(tmp_path, format_version="2")).attrs["format_version"] == "2"
+
+
+@pytest.mark.parametrize("method", ["map", "posterior"])
+def test_a_loadings_tree_round_trips(tmp_path, method):
+    rng = np.random.default_rng(sum(map(ord, "loadings round trip")))
+    W = rng.dirichlet(np.full(12, 0.5), size=2).T  # columns sum to one
+    V = pd.DataFrame(rng.poisson(W @ rng.gamma(2.0, 20.0, (2, 5))),
+                     columns=[f"s{j}" for j in range(5)])  # fmt: skip
+    kw = dict(draws=60, tune=50, chains=2) if method == "posterior" else {}
+    L = pnmf.fit_loadings(V, W, priors=None, method=method, random_seed=0, **kw)
+    back = pnmf.load_fit(save_fit(L, tmp_path / "L.nc"))
+    xr.testing.assert_identical(back["posterior"].to_dataset(), L["posterior"].to_dataset())
+    assert back.attrs["point_estimate"] is (method == "map")  # booleans come back as booleans
+    assert back.attrs["approximate"] is False
+    d0, d1 = pnmf.diagnose(L), pnmf.diagnose(back)
+    assert d1.verdict == d0.verdict and [c.value for c in d1.checks] == pytest.approx(
+        [c.value for c in d0.checks], nan_ok=True
+    )
+    pd.testing.assert_frame_equal(pnmf.posterior_summary(back), pnmf.posterior_summary(L))
+
+
 def test_fit_of_another_model_is_refused(tmp_path):
     path = _retag(tmp_path, model="negative-binomial-nmf")
     with pytest.raises(FitFormatError, match="holds the model 'negative-binomial-nmf'"):

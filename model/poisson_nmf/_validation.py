@@ -6,6 +6,7 @@ and what to pass instead.
 
 from __future__ import annotations
 
+import math
 import numbers
 from collections.abc import Sequence
 from typing import Any
@@ -14,9 +15,11 @@ from .priors import GammaPriors
 
 __all__ = [
     "DEFAULT_PRIORS",
+    "at_default",
     "check_choice",
     "check_int",
     "check_positive_int",
+    "check_real",
     "check_priors",
     "proper_priors",
 ]
@@ -24,6 +27,22 @@ __all__ = [
 DEFAULT_PRIORS = GammaPriors()
 """Gamma(1, 1) on every entry of W and H: the default of the model, the sampler, the
 variational fit and calibration. Frozen, so one shared instance is safe as a default."""
+
+
+def at_default(value: Any, default: Any) -> bool:
+    """Return whether an argument is at its default (counts as not set).
+
+    At its default means the default object itself, or a str, int, float or None of the
+    default's type and value (so ``np.int64(1000)`` is not at the default ``1000``).
+    Python cannot tell an argument left out from one given its default value; the
+    functions that refuse arguments that do not apply (``method="vi"``, ``resume``)
+    treat an argument at its default as not set.
+    """
+    return value is default or (
+        isinstance(value, str | int | float | type(None))
+        and type(value) is type(default)
+        and value == default
+    )
 
 
 def check_int(value: Any, name: str, minimum: int) -> int:
@@ -34,6 +53,24 @@ def check_int(value: Any, name: str, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
     return int(value)
+
+
+def check_real(
+    value: Any, name: str, low: float, high: float = math.inf, *, closed_low: bool = False
+) -> float:
+    """Return ``value`` as a float inside (``low``, ``high``) (``[low, high)`` if ``closed_low``).
+
+    Raises ``TypeError`` for what is not a real number (booleans included) and
+    ``ValueError`` for NaN, infinity or a value out of range, naming ``name`` and the range.
+    """
+    span = f"{'[' if closed_low else '('}{low:g}, {high:g})".replace("inf", "infinity")
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number in {span}, got {value!r}")
+    v = float(value)
+    inside = (v >= low if closed_low else v > low) and v < high
+    if not (math.isfinite(v) and inside):
+        raise ValueError(f"{name} must be a finite number in {span}, got {value!r}")
+    return v
 
 
 def check_positive_int(value: Any, name: str) -> int:

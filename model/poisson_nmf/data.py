@@ -33,6 +33,7 @@ __all__ = [
     "Where",
     "ZeroRowsColumnsWarning",
     "as_counts",
+    "check_label_types",
     "check_n_components",
     "check_unique",
     "csr_index",
@@ -215,6 +216,38 @@ def check_unique(labels: np.ndarray | None, axis: str, name: str) -> None:
         )
 
 
+def check_label_types(labels: np.ndarray | None, axis: str, name: str, remedy: str) -> None:
+    """Raise TypeError when the ``axis`` labels of ``name`` mix types (``1`` beside ``'a'``).
+
+    Such labels cannot be sorted (the diagnostics' entry table) nor stored (netCDF has
+    no array of mixed types), so a fit of them could neither be diagnosed nor saved:
+    refused here, before any work. NumPy scalars count as their Python type. ``remedy``
+    is how to make the labels one type where the user is (e.g.
+    ``"df.index = df.index.astype(str)"``).
+    """
+    if labels is None or labels.dtype != object:  # a typed array holds one type
+        return
+    first: dict[type, Any] = {}
+    for x in labels:
+        v = x.item() if isinstance(x, np.generic) else x
+        first.setdefault(type(v), v)
+        if len(first) > 1:
+            (ta, a), (tb, b) = list(first.items())[:2]
+            raise TypeError(
+                f"{name}'s {axis} labels mix types: {_label(a)} ({ta.__name__}) and "
+                f"{_label(b)} ({tb.__name__}); a fit of them could be neither saved nor "
+                f"diagnosed. Make them one type first, e.g. {remedy}"
+            )
+
+
+def _label_remedy(V: Any, axis: str) -> str:
+    """How to make ``V``'s ``axis`` labels one type (str), written for V's kind."""
+    if isinstance(V, pd.DataFrame):
+        attr = "index" if axis == "row" else "columns"
+        return f"df.{attr} = df.{attr}.astype(str)"
+    return f"V = V.assign_coords({axis}=V[{axis!r}].astype(str))"
+
+
 def _check_dtype(dtype: Any, name: str) -> None:
     if dtype == np.bool_ or pd.api.types.is_bool_dtype(dtype):
         raise TypeError(
@@ -294,7 +327,7 @@ def _as_missing(mask: Any, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarr
                 "mask of the same shape as V (True = missing)"
             )
         coo = sp.coo_array(mask)
-        keep = coo.data.astype(bool)
+        keep = _mask_values(coo.data).astype(bool)
         return coo.row[keep].astype(np.int64), coo.col[keep].astype(np.int64)
     m = np.asarray(mask.values if isinstance(mask, pd.DataFrame | xr.DataArray) else mask)
     if m.shape != shape:
@@ -302,12 +335,25 @@ def _as_missing(mask: Any, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarr
             f"mask has shape {m.shape} but V has shape {shape}; pass a boolean mask of "
             "the same shape as V (True = missing)"
         )
-    if m.dtype != np.bool_:
-        if not np.issubdtype(m.dtype, np.number) or not np.isin(m, (0, 1)).all():
-            raise TypeError(f"mask must be boolean (True = missing), got dtype {m.dtype}")
-        m = m.astype(bool)
-    r, c = np.nonzero(m)
+    r, c = np.nonzero(_mask_values(m))
     return r.astype(np.int64), c.astype(np.int64)
+
+
+def _mask_values(m: np.ndarray) -> np.ndarray:
+    """Return a mask's values as bool: booleans, or integers that are all 0 or 1 (TypeError)."""
+    if m.dtype == np.bool_:
+        return m
+    if np.issubdtype(m.dtype, np.integer):
+        bad = ~np.isin(m, (0, 1))
+        if not bad.any():
+            return m.astype(bool)
+        found = f"integers other than 0 and 1 (first {m.ravel()[np.argmax(bad.ravel())].item()!r})"
+    else:
+        found = f"dtype {m.dtype}"
+    raise TypeError(
+        f"mask must be boolean or integers 0 / 1 (True or 1 = missing), got {found}; "
+        "pass e.g. mask=np.isnan(V) or mask=(M != 0)"
+    )
 
 
 def frame_values(df: pd.DataFrame, name: str, where: Where) -> np.ndarray:
@@ -402,8 +448,9 @@ def as_counts(
     if isinstance(V, xr.DataArray) and set(V.dims) == {"row", "column"}:
         V = V.transpose("row", "column")  # by name: ("column", "row") is not read by position
     where = _coords_of(V)
-    check_unique(where.row, "row", name)
-    check_unique(where.column, "column", name)
+    for labels, axis in ((where.row, "row"), (where.column, "column")):
+        check_unique(labels, axis, name)
+        check_label_types(labels, axis, name, _label_remedy(V, axis))
     coo, arr = _read_input(V, name, where)
     if coo is not None:
         values, nz, missing_rc = _sparse_entries(coo, mask, missing, name, where, integer)
@@ -581,18 +628,15 @@ def _refuse_all_zero(shape: tuple[int, int], missing_rc: _Missing | None, name: 
     )
     if n_missing == shape[0] * shape[1]:
         raise ValueError(
-            f"every entry of {name} (shape {shape}) is missing (masked, NaN, pd.NA or an "
-            "empty cell): there is nothing to factorise"
+            f"{name} has no observed entries: every entry (shape {shape}) is missing "
+            "(masked, NaN, pd.NA or an empty cell); there is nothing to factorise"
         )
-    raise ValueError(
-        f"{name} is all zeros (shape {shape}"
-        + (
-            f", {missing_rc[0].size} entries masked as missing"
-            if missing_rc is not None and missing_rc[0].size
-            else ""
+    if n_missing:
+        raise ValueError(
+            f"{name}'s observed entries are all zeros ({shape[0] * shape[1] - n_missing} "
+            f"observed, {n_missing} missing; shape {shape}); there is nothing to factorise"
         )
-        + "); there is nothing to factorise"
-    )
+    raise ValueError(f"{name} is all zeros (shape {shape}); there is nothing to factorise")
 
 
 def _warn_empty_lines(

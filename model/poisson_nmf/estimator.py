@@ -31,6 +31,7 @@ from sklearn.utils.validation import check_is_fitted, check_non_negative, valida
 
 from ._validation import DEFAULT_PRIORS, check_choice, check_priors
 from .data import Counts, ZeroRowsColumnsWarning, as_counts, check_n_components
+from .divergence import kl_divergence
 from .optim.kl import fit_h, kl_nmf
 from .priors import GammaPriors
 
@@ -160,6 +161,10 @@ class PoissonNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimato
         When X had string column names.
     n_iter_ : int
         Iterations of the KL solver (``"map"``), draws per chain otherwise.
+    reconstruction_err_ : float
+        scikit-learn's ``NMF(beta_loss="kullback-leibler")`` figure: sqrt(2 D_KL(X || WH))
+        on the training data, at the fit (``"map"``) or at the posterior means of W and H
+        (``"nuts"``, ``"vi"``).
     fit_ : KLResult or None
         The KL-NMF fit (``"map"``).
     idata_ : xarray.DataTree or None
@@ -284,12 +289,17 @@ class PoissonNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimato
                 counts, K, priors=priors, max_iter=self.max_iter, tol=self.tol,
                 random_seed=seed,
             )  # fmt: skip
-            W = res.W
+            W, H = res.W, res.H
             self.fit_ = res
             self.n_iter_ = int(res.n_iter)
         else:
-            W = self._fit_posterior(counts, K, seed, priors)
+            W, H = self._fit_posterior(counts, K, seed, priors)
             self.n_iter_ = int(self.draws)
+        # scikit-learn's NMF(beta_loss="kullback-leibler"): sqrt(2 D_KL(X || W_sk H_sk)) at
+        # the fit (sklearn/decomposition/_nmf.py, _beta_divergence(square_root=True))
+        # (D_KL >= 0; at an exact fit its sum can round to -1e-16, whose sqrt is NaN)
+        kl = max(kl_divergence(counts, (W, H)), 0.0)
+        self.reconstruction_err_ = float(np.sqrt(2.0 * kl))
         scale = W.sum(axis=0)
         # the components' scales: an L1 penalty on the loadings is not scale-free, so
         # transform applies it on the scale the fit had (see _loadings_priors)
@@ -365,7 +375,8 @@ class PoissonNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimato
 
     def _fit_posterior(
         self, counts: Counts, K: int, seed: Any, priors: GammaPriors | None
-    ) -> np.ndarray:
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Sample the posterior; return the posterior means of W and of H."""
         from .sampling.api import sample_posterior
 
         kwargs: dict[str, Any] = {}
@@ -382,8 +393,10 @@ class PoissonNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimato
             normalize="W", **kwargs,
         )  # fmt: skip
         self.idata_ = idata
-        W = idata["posterior"]["W"].transpose("chain", "draw", "row", "component")
-        return np.asarray(W.mean(("chain", "draw")).values, dtype=np.float64)
+        post = idata["posterior"].to_dataset().astype(np.float64)  # VI's draws are float32
+        W = post["W"].mean(("chain", "draw")).transpose("row", "component")
+        H = post["H"].mean(("chain", "draw")).transpose("component", "column")
+        return np.asarray(W.values), np.asarray(H.values)
 
     def transform(self, X: Any, return_std: bool = False) -> Any:
         """Return the loadings of the samples in X given ``components_``.

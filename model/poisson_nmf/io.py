@@ -27,7 +27,9 @@ A fit is the :func:`poisson_nmf.sample_posterior` DataTree written as one netCDF
 is not such a fit, that holds another model, or that another version of poisson-nmf
 wrote: the report of a fit is only re-rendered by the code that made it (install that
 version, or fit again). A fit of an older :data:`FIT_FORMAT_VERSION` is refused with
-what to do (fit again, or re-save its draws with :func:`save_fit`). An optional group
+what to do (fit again, or re-save its draws with :func:`save_fit`); one of a newer format
+asks to upgrade. The loadings of :func:`poisson_nmf.fit_loadings` are saved and read
+back the same way (they have no ``settings``). An optional group
 ``map_vs_kl`` holds the MAP-versus-KL comparison (:func:`comparison_to_dataset`).
 """
 
@@ -62,6 +64,8 @@ FIT_FORMAT = "poisson-nmf-fit"
 # string, in diagnostics.json and Diagnosis.to_dict (1: strings such as "<= 1.01")
 FIT_FORMAT_VERSION = 2
 MODEL_TAG = "poisson-gamma-nmf"  # V ~ Poisson(WH), W and H ~ Gamma(shape, rate)
+# netCDF has no boolean attributes: save_fit stores these as 0 / 1, load_fit turns them back
+_BOOL_ATTRS = ("approximate", "point_estimate", "map_converged")
 
 _TEXT = {".csv": ",", ".tsv": "\t", ".tab": "\t", ".txt": "\t"}
 _GZ_OK = (*_TEXT, ".mtx")  # kinds that may also come gzip-compressed
@@ -355,7 +359,8 @@ def save_fit(idata: xr.DataTree, path: str | Path, *, comparison: Any = None) ->
     Parameters
     ----------
     idata : xarray.DataTree
-        From :func:`poisson_nmf.sample_posterior` (or :func:`load_fit`).
+        From :func:`poisson_nmf.sample_posterior`, :func:`poisson_nmf.fit_loadings` (or
+        :func:`load_fit`); :func:`load_fit` reads either back.
     path : str or pathlib.Path
         The file to write (conventionally ``fit.nc``); it is written to a temporary
         name first and renamed, so no half-written fit is left behind.
@@ -405,15 +410,20 @@ def load_fit(path: str | Path) -> xr.DataTree:
     Returns
     -------
     xarray.DataTree
-        The fit, loaded into memory (the file is closed).
+        The fit, loaded into memory (the file is closed): a posterior fit, or the
+        loadings of :func:`poisson_nmf.fit_loadings` (no ``settings`` record; diagnose
+        and posterior_summary read it as they read the tree in memory). Attributes
+        that were booleans (``approximate``, ``point_estimate``) are booleans again.
 
     Raises
     ------
     FileNotFoundError
         When the file does not exist.
     FitFormatError
-        When the file is not a poisson-nmf fit, holds another model, or was written by
-        another version of poisson-nmf or of the fit format.
+        When the file is not a poisson-nmf fit, holds another model, was written by
+        another version of poisson-nmf or in another fit format (older: what to do;
+        newer: upgrade), or has a ``format_version`` that is absent or not a positive
+        integer.
     """
     from ._version import __version__
 
@@ -445,7 +455,13 @@ def load_fit(path: str | Path) -> xr.DataTree:
             "it cannot be re-rendered by this package"
         )
     saved = attrs.get("poisson_nmf_version")
-    fmt = int(attrs.get("format_version", -1))
+    fmt = _format_version(p, attrs)
+    if fmt > FIT_FORMAT_VERSION:
+        raise FitFormatError(
+            f"{str(p)!r} was written by a newer poisson-nmf (fit format {fmt}; this "
+            f"poisson-nmf {__version__} reads format {FIT_FORMAT_VERSION}): upgrade "
+            "poisson-nmf to read it"
+        )
     if fmt < FIT_FORMAT_VERSION:
         raise FitFormatError(
             f"{str(p)!r} is in fit format {fmt}, older than this poisson-nmf {__version__}'s "
@@ -462,8 +478,11 @@ def load_fit(path: str | Path) -> xr.DataTree:
         )
     if "posterior" not in tree.children:
         raise FitFormatError(f"{str(p)!r} has no posterior group; it is not a complete fit")
-    if "approximate" in attrs:
-        attrs["approximate"] = bool(attrs["approximate"])
+    for k in _BOOL_ATTRS:
+        if k in attrs:
+            attrs[k] = bool(attrs[k])
+    if is_loadings_tree(tree):
+        return tree  # fit_loadings: its settings are attrs of their own, no JSON record
     try:
         json.loads(attrs["settings"])
     except (KeyError, TypeError, json.JSONDecodeError):
@@ -471,3 +490,28 @@ def load_fit(path: str | Path) -> xr.DataTree:
             f"{str(p)!r} has no readable settings; it is not a complete fit"
         ) from None
     return tree
+
+
+def is_loadings_tree(tree: xr.DataTree) -> bool:
+    """Whether ``tree`` holds loadings given W (:func:`poisson_nmf.fit_loadings`): H, no W."""
+    post: Any = tree["posterior"] if "posterior" in tree.children else {}
+    return "w_source" in tree.attrs and "H" in post and "W" not in post
+
+
+def _format_version(p: Path, attrs: Any) -> int:
+    """Return the file's ``format_version`` as an int (FitFormatError when absent or not one)."""
+    if "format_version" not in attrs:
+        raise FitFormatError(
+            f"{str(p)!r} has no format_version: it was not written by save_fit (or the "
+            "file was changed); write fits with `poisson-nmf fit` or save_fit"
+        )
+    raw = attrs["format_version"]
+    raw = raw.item() if isinstance(raw, np.generic | np.ndarray) and np.size(raw) == 1 else raw
+    if isinstance(raw, str) and raw.strip().isdigit():
+        raw = int(raw)  # an attribute rewritten as text by another tool
+    if isinstance(raw, bool) or not isinstance(raw, int) or raw < 1:
+        raise FitFormatError(
+            f"{str(p)!r} has format_version {raw!r}, which is not a fit format (a positive "
+            "integer); the file was not written by save_fit or has been changed"
+        )
+    return raw

@@ -145,7 +145,7 @@ from typing import Any, Literal
 import numpy as np
 import xarray as xr
 
-from ._validation import DEFAULT_PRIORS, proper_priors
+from ._validation import DEFAULT_PRIORS, at_default, proper_priors
 from .align import Normalize, align_factors, check_normalize
 from .data import Counts, as_counts, check_n_components
 from .exceptions import ConvergenceWarning, warn_user
@@ -569,12 +569,7 @@ def from_sample_posterior(args: dict) -> xr.DataTree:
         if name in _SHARED or name in _IGNORED:
             continue
         default = params[name].default if name in params else inspect.Parameter.empty
-        same = val is default or (
-            isinstance(val, str | int | float | type(None))
-            and type(val) is type(default)
-            and val == default
-        )
-        if not same:
+        if not at_default(val, default):
             set_nuts.append(name)
     if set_nuts:
         raise ValueError(

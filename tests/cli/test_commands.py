@@ -74,6 +74,17 @@ def test_fit_stops_at_its_budget_and_resumes(tmp_path, digits_csv, capsys):
     assert (stop["reason"], stop["draws_per_chain"]) == ("max_draws", 40)
     more = tmp_path / "more"
     args = [*base, "--max-draws", "80", "--resume", str(first / "fit.nc"), "--out", str(more)]
+    # options unlike the stored run's are refused, naming both (the same ones are fine)
+    for extra, said in (
+        (["--tune", "50"], "whose --tune is 60: drop --tune 50 or start a new run"),
+        (["--seed", "3", "--priors", "2,2,2,2"],
+         "whose --priors is 1,1,1,1, --seed is 0: drop --priors 2,2,2,2, --seed 3 or start"),
+    ):  # fmt: skip
+        assert main([*args, *extra]) == 2
+        last = capsys.readouterr().err.strip().splitlines()[-1]  # after the data's warning
+        assert last.startswith("poisson-nmf: error: --resume continues the stored run, ")
+        assert said in last and last.endswith("(without --resume)")
+    assert not more.exists()
     assert main(args) == 0
     fit = pnmf.load_fit(more / "fit.nc")
     stop = json.loads(fit.attrs["stopping"])

@@ -133,7 +133,24 @@ def test_modes():
 
 def _ppc(**kw):
     return {"prob": 0.9, "coverage": 0.9, "coverage_p": 0.5, "n_entries": 100, "ppp": 0.5,
-            "n_undefined_draws": 0} | kw  # fmt: skip
+            "n_undefined_draws": 0, "n_draws": 400} | kw  # fmt: skip
+
+
+def test_predictive_checks_from_too_few_draws_are_not_computed():
+    # 3 draws of Poisson data: coverage 0.5, p = 0 (newcomer's finding 19): no warning
+    few = _ppc(coverage=0.5, coverage_p=1e-190, ppp=0.0, n_draws=3)
+    for c in (ck.check_ppc_coverage(few), ck.check_ppc_discrepancy(few)):
+        assert c.passed and c.severity == "info" and c.status == "n/a"
+        assert c.detail.startswith("not computed: 3 predictive draws")
+    assert "a central 90% interval needs at least 20" in ck.check_ppc_coverage(few).detail
+    assert "p-value needs at least 20" in ck.check_ppc_discrepancy(few).detail
+    # 20 draws: one beyond each end of a 90 % interval; a 99 % one needs 200
+    assert ck.ppc_min_draws(0.9) == 20 and ck.ppc_min_draws(0.99) == 200
+    assert ck.ppc_min_draws(0.5) == ck.PPC_MIN_DRAWS == 20
+    at = _ppc(coverage=0.5, coverage_p=1e-190, ppp=0.0, n_draws=20)
+    assert not ck.check_ppc_coverage(at).passed and not ck.check_ppc_discrepancy(at).passed
+    wide = ck.check_ppc_coverage(_ppc(prob=0.99, coverage=0.99, n_draws=100))
+    assert wide.status == "n/a" and "needs at least 200" in wide.detail
 
 
 def test_coverage_shortfall_beyond_chance_warns():

@@ -7,7 +7,7 @@ import xarray as xr
 import poisson_nmf as pnmf
 from poisson_nmf.diagnostics import THRESHOLDS, Threshold, entry_label
 from tests._fits import digits_diagnosis, digits_fit, good_fit, short_fit, two_mode_tree
-from tests.diagnostics.trees import with_values
+from tests.diagnostics.trees import hand_tree, with_values
 
 SAMPLING = ("r_hat", "ess_bulk", "ess_tail", "divergences", "ebfmi", "modes")
 
@@ -165,6 +165,71 @@ def test_under_dispersion_is_not_a_warning_over_dispersion_is():
     assert "over-dispersed relative to Poisson(WH)" in d.check("ppc_discrepancy").detail
     cov = d.check("ppc_coverage")
     assert not cov.passed and d.ppc["coverage_p"] < 0.01 and d.verdict == "warn"
+
+
+@pytest.mark.parametrize(
+    ("kw", "exc", "match"),
+    [
+        (
+            {"r_hat_max": 0.5},
+            ValueError,
+            r"r_hat_max must be a finite number in \(1, infinity\), got 0.5",
+        ),
+        ({"r_hat_max": 1.0}, ValueError, r"r_hat_max must be .* got 1.0"),
+        (
+            {"ess_min_per_chain": -1},
+            ValueError,
+            r"ess_min_per_chain must be .* \(0, infinity\), got -1",
+        ),
+        (
+            {"pareto_k_max": float("nan")},
+            ValueError,
+            r"pareto_k_max must be a finite number .* got nan",
+        ),
+        (
+            {"ebfmi_min": "0.3"},
+            TypeError,
+            r"ebfmi_min must be a number in \(0, infinity\), got '0.3'",
+        ),
+        ({"ppc_prob": 1.0}, ValueError, r"ppc_prob must be a finite number in \(0, 1\), got 1.0"),
+        ({"ppc_prob": True}, TypeError, r"ppc_prob must be a number"),
+        ({"loo_max_points": 0}, ValueError, r"loo_max_points must be an integer >= 1, got 0"),
+        ({"loo_max_points": 2.5}, ValueError, r"loo_max_points must be an integer >= 1"),
+    ],
+)
+def test_thresholds_are_checked_by_name(kw, exc, match):
+    tree = hand_tree(C=2, D=30, pointwise=True)
+    with pytest.raises(exc, match=match):
+        pnmf.diagnose(tree, **kw)
+    loadings = xr.DataTree.from_dict({"posterior": tree["posterior"].to_dataset()[["H"]]})
+    with pytest.raises(exc, match=match):  # a loadings tree's diagnose checks them too
+        pnmf.diagnose(loadings, **kw)
+
+
+def test_numpy_thresholds_are_numbers():
+    tree = hand_tree(C=2, D=30, pointwise=True)
+    d = pnmf.diagnose(tree, r_hat_max=np.float64(1.05), loo_max_points=np.int64(100),
+                      ess_min_per_chain=np.int64(10))  # fmt: skip
+    assert d.check("r_hat").threshold == Threshold("<=", 1.05)
+    assert d.check("ess_bulk").threshold.value == 20.0  # 10 per chain x 2 chains
+
+
+def test_predictive_checks_need_twenty_draws():
+    # data far from the fit (3 x the counts): with 20 draws both checks warn; with 3 the
+    # same misfit is not judged ("info"), as a 90 % interval of 3 draws is their range
+    for D, judged in ((3, False), (20, True)):
+        t = hand_tree(C=1, D=D, F=6, N=5, pointwise=True)
+        big = t["observed_data"]["V"].values * 3 + 5
+        d = pnmf.diagnose(with_values(t, "observed_data", "V", big))
+        for name in ("ppc_coverage", "ppc_discrepancy"):
+            c = d.check(name)
+            assert (c.status == "WARN") if judged else (c.status == "n/a"), (D, c)
+        if not judged:
+            assert d.check("ppc_coverage").detail == (
+                "not computed: 3 predictive draws, a central 90% interval needs at least 20 "
+                "(pointwise_draws, draws)"
+            )
+            assert d.ppc is not None and d.ppc["n_draws"] == 3  # still summarised
 
 
 def test_efficiency_and_pareto_k_are_information():

@@ -128,3 +128,19 @@ def test_a_one_chain_fit_gets_a_report_without_rank_plots(tmp_path):
     assert (folder / "index.html").exists()
     assert not (folder / "figures" / "rank_worst.png").exists()
     assert (folder / "figures" / "factors_W.png").exists()
+
+
+def test_predictive_section_says_when_too_few_draws_judge_nothing():
+    from poisson_nmf.report.content import ppc_section
+    from tests.diagnostics.trees import hand_tree
+
+    d = pnmf.diagnose(hand_tree(C=1, D=3, F=6, N=5, pointwise=True))
+    text = [b.text for b in ppc_section(d, {}) if b.kind == "p"]
+    assert text[0].startswith("From 3 predictive draws of all 30 observed counts")
+    assert text[1] == (
+        "The checks of these figures: not computed: 3 predictive draws, a central 90% "
+        "interval needs at least 20 (pointwise_draws, draws); not computed: 3 predictive "
+        "draws, a posterior predictive p-value needs at least 20 (pointwise_draws, draws)."
+    )
+    many = pnmf.diagnose(hand_tree(C=1, D=40, F=6, N=5, pointwise=True))
+    assert len([b for b in ppc_section(many, {}) if b.kind == "p"]) == 1

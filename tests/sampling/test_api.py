@@ -107,6 +107,11 @@ def test_summary_table(small_tree):
     assert (df["lower"] <= df["mean"]).all() and (df["mean"] <= df["upper"]).all()
     w00 = df[(df.variable == "W") & (df.row == 0) & (df.component == 0)]["mean"].item()
     assert w00 == pytest.approx(float(small_tree["posterior"]["W"][:, :, 0, 0].mean()))
+    # float32 draws (as VI stores them) are summarised in float64
+    single = small_tree.copy()
+    single["posterior"] = small_tree["posterior"].to_dataset().astype(np.float32)
+    df32 = posterior_summary(single)
+    assert (df32[["mean", "sd", "lower", "upper"]].dtypes == np.float64).all()
 
 
 def test_bad_arguments(small_counts):

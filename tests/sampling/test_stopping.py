@@ -98,10 +98,12 @@ def test_sampling_during_checks_does_not_change_draws(counts, clean, monkeypatch
 def test_resume_continues_a_stopped_run(counts, tmp_path):
     first = pnmf.sample_posterior(counts, 2, random_seed=8, max_draws=60, **NEVER, **TINY)
     path = pnmf.save_fit(first, tmp_path / "fit.nc")
-    # settings come from the stored run (its tune, chains, seed), across a netCDF file
+    # settings come from the stored run (its tune, chains, seed), across a netCDF file;
+    # giving the stored values again is fine (pnmf.GammaPriors() equals the stored Gamma(1, 1))
     more = pnmf.sample_posterior(
-        counts, 2, resume=pnmf.load_fit(path), max_draws=130, pointwise_draws=0, **NEVER
-    )
+        counts, 2, resume=pnmf.load_fit(path), max_draws=130, pointwise_draws=0, **NEVER,
+        tune=150, chains=2, random_seed=8, priors=pnmf.GammaPriors(),
+    )  # fmt: skip
     stop = json.loads(more.attrs["stopping"])
     assert stop["resumed_from"] == 60 and stop["draws_per_chain"] == 130
     W = more["posterior"]["W"].values
@@ -127,6 +129,73 @@ def test_bad_stopping_arguments(counts, clean):
         pnmf.sample_posterior(counts + 1, 2, resume=clean, max_draws=d + 100)
     with pytest.raises(TypeError, match="resume must be a tree"):
         pnmf.sample_posterior(counts, 2, resume={"a": 1})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("given", "match"),
+    [
+        ({"tune": 50}, r"whose tune=150: drop tune=50 or start a new run \(without resume\)"),
+        (
+            {"chains": 3, "random_seed": 5},
+            r"whose chains=2, random_seed=4: drop chains=3, random_seed=5 or start a new run",
+        ),
+        (
+            {"priors": pnmf.GammaPriors(2, 2, 2, 2)},
+            r"whose priors=GammaPriors\(w_shape=1.0, .*\): drop priors=GammaPriors\(w_shape=2,",
+        ),
+        ({"random_seed": np.random.default_rng(4)}, r"whose random_seed=4: drop random_seed=Gen"),
+        ({"jitter": 0.2, "precision": "double"}, r"whose .*: drop precision=.double., jitter=0.2"),
+    ],
+)
+def test_resume_refuses_settings_unlike_the_stored_runs(counts, clean, given, match):
+    # refused before anything runs: a user who passes tune=50 believes it is used
+    d = clean["posterior"].sizes["draw"]
+    with pytest.raises(ValueError, match=r"resume continues the stored run, " + match):
+        pnmf.sample_posterior(counts, 2, resume=clean, max_draws=d + 100, **given)
+    # an argument equal to its default counts as not given (Python cannot tell them apart)
+    with pytest.raises(ValueError, match=f"resume holds {d} draws per chain"):  # the next check
+        pnmf.sample_posterior(counts, 2, resume=clean, max_draws=d, chains=4, tune=1000)
+
+
+def test_resume_keeps_the_runs_labels(counts):
+    import pandas as pd
+
+    df = pd.DataFrame(counts, index=[f"g{i}" for i in range(10)],
+                      columns=[f"s{j}" for j in range(8)])  # fmt: skip
+    first = pnmf.sample_posterior(df, 2, random_seed=3, max_draws=30, **NEVER, **TINY)
+    # the same counts without labels: the run's labels are kept, not replaced by 0..F-1
+    more = pnmf.sample_posterior(counts, 2, resume=first, max_draws=40, **NEVER)
+    assert more["posterior"]["row"].values.tolist() == df.index.tolist()
+    assert more["observed_data"]["column"].values.tolist() == df.columns.tolist()
+    # other labels are refused, naming the first that differs
+    other = df.rename(index={"g3": "x3"})
+    with pytest.raises(ValueError, match=r"V's row labels differ from the run's \(position 3: "
+                       r"'x3', the run has 'g3'\)"):  # fmt: skip
+        pnmf.sample_posterior(other, 2, resume=first, max_draws=40)
+
+
+def test_resume_of_a_variational_fit_says_so(counts):
+    vi = pnmf.sample_posterior(counts, 2, method="vi", draws=20, random_seed=0)
+    with pytest.raises(ValueError, match=r"a variational fit \(method='vi'\) has no chains"):
+        pnmf.sample_posterior(counts, 2, resume=vi, max_draws=100)
+
+
+def test_nuts_kwargs_are_stored_as_numbers():
+    from poisson_nmf.sampling.stopping import kwargs_record, same_kwargs
+
+    rec = kwargs_record({"target_accept": np.float64(0.85), "max_depth": 8, "x": [1]})
+    assert rec == {"target_accept": 0.85, "max_depth": 8, "x": "[1]"}
+    assert type(rec["target_accept"]) is float
+    assert same_kwargs({"target_accept": 0.85}, {"target_accept": 0.85})
+    assert same_kwargs({"target_accept": 0.85}, {"target_accept": "0.85"})  # stored as repr
+    assert not same_kwargs({"target_accept": 0.9}, {"target_accept": 0.85})
+    assert not same_kwargs(None, {"target_accept": 0.85})
+
+
+def test_a_run_stores_target_accept_as_a_number(counts):
+    tree = pnmf.sample_posterior(counts, 2, draws=20, random_seed=1,
+                                 nuts_kwargs={"target_accept": 0.85}, **TINY)  # fmt: skip
+    assert json.loads(tree.attrs["settings"])["nuts_kwargs"] == {"target_accept": 0.85}
 
 
 @pytest.mark.slow

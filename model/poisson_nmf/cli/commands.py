@@ -175,9 +175,14 @@ def _sample_and_report(
         )  # fmt: skip
     else:
         resume: Any = run.resume
+        settings: dict[str, Any] = dict(
+            priors=priors, tune=run.tune, chains=run.chains, random_seed=run.seed
+        )
         if resume is not None:
             bar.detail(f"continuing {resume}'s chains")
             resume = load_fit(resume)
+            _check_resume_options(resume, settings)
+            settings = {}  # the stored run's are used
         elif run.draws is None:
             bar.detail(f"{run.chains} chains x {run.tune} + up to {run.max_draws} steps")
         else:
@@ -185,16 +190,13 @@ def _sample_and_report(
         idata = sample_posterior(
             counts,
             K,
-            priors=priors,
             draws=run.draws,
-            tune=run.tune,
-            chains=run.chains,
             max_draws=run.max_draws,
             resume=resume,
-            random_seed=run.seed,
             pointwise_draws=run.pointwise_draws,
             max_memory=run.max_memory,
             progress=bar.detail if bar.shown else False,
+            **settings,
         )
     # the fit is saved before anything else can fail: diagnostics and the report can
     # always be made again from it (`poisson-nmf report`)
@@ -204,6 +206,44 @@ def _sample_and_report(
     save_fit(idata, out / "fit.nc", comparison=cmp)
     bar.step("diagnostics")
     return _diagnose_and_report(idata, out, bar, cmp, image_shape)
+
+
+# the options --resume takes from the stored run: their names and defaults
+_RESUMED_OPTIONS = {"priors": ("--priors", DEFAULT_PRIORS), "tune": ("--tune", 1000),
+                    "chains": ("--chains", 4), "random_seed": ("--seed", 0)}  # fmt: skip
+
+
+def _check_resume_options(tree: Any, settings: dict[str, Any]) -> None:
+    """Refuse --priors, --tune, --chains, --seed given with --resume unlike the stored run's.
+
+    An option at its default counts as not given (argparse cannot tell them apart).
+    """
+    from .._validation import at_default
+    from ..sampling.stopping import resume_conflicts
+
+    given = {n: v for n, v in settings.items() if not at_default(v, _RESUMED_OPTIONS[n][1])}
+    bad = resume_conflicts(tree, given)
+    if bad:
+        show = [(_RESUMED_OPTIONS[n][0], _option_text(s), _option_text(g)) for n, s, g in bad]
+        raise ValueError(
+            "--resume continues the stored run, whose "
+            + ", ".join(f"{opt} is {s}" for opt, s, _ in show)
+            + ": drop "
+            + ", ".join(f"{opt} {g}" for opt, _, g in show)
+            + " or start a new run (without --resume)"
+        )
+
+
+def _option_text(value: Any) -> str:
+    """Return a setting as the command line writes it (Gamma priors: ``a_w,b_w,a_h,b_h``)."""
+    from ..priors import GammaPriors
+
+    if isinstance(value, GammaPriors):
+        parts = [np.asarray(getattr(value, n)) for n in _PRIOR_NAMES]
+        if all(p.ndim == 0 for p in parts):
+            return ",".join(f"{float(p):g}" for p in parts)
+        return "(array priors)"
+    return str(value)
 
 
 def _diagnose_and_report(

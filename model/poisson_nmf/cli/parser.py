@@ -175,7 +175,8 @@ def _add_fit(sub: Any) -> None:
     f.add_argument("--resume", default=None, metavar="FIT",
                    help="continue the chains of a saved fit (fit.nc of a run stopped at its "
                    "budget) on the same DATA, to --max-draws (or --draws); its priors, "
-                   "tuning, chains and seed are used")  # fmt: skip
+                   "tuning, chains and seed are used (--priors, --tune, --chains, --seed "
+                   "other than the stored run's are refused)")  # fmt: skip
     _data_options(f)
     f.set_defaults(command="fit")
 

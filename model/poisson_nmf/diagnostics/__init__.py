@@ -69,7 +69,9 @@ discrepancy) is reported as undefined and fails its check.
 The predictive checks and LOO use the thinned pointwise groups ``posterior_predictive``
 and ``log_likelihood`` (``pointwise_draws`` in :func:`sample_posterior`); without them
 those checks are skipped (``"info"``), as is LOO with fewer than 25 pointwise draws
-(PSIS fits a generalised Pareto to at least 5 tail weights). R-hat needs at least two
+(PSIS fits a generalised Pareto to at least 5 tail weights), and the predictive checks
+with fewer than 20 predictive draws (``checks.PPC_MIN_DRAWS``: below it a central 90 %
+interval has less than one draw beyond each end). R-hat needs at least two
 chains: with one, the R-hat check fails.
 """
 

@@ -24,6 +24,7 @@ import pandas as pd
 from ..convergence import summarize_convergence
 
 __all__ = [
+    "PPC_MIN_DRAWS",
     "THRESHOLDS",
     "Check",
     "Severity",
@@ -40,6 +41,7 @@ __all__ = [
     "convergence_checks",
     "loadings_checks",
     "not_applicable",
+    "ppc_min_draws",
 ]
 
 Severity = Literal["fail", "warn", "info"]
@@ -59,6 +61,13 @@ THRESHOLDS: dict[str, float] = {
 }
 # one-sided binomial p below which a coverage shortfall is more than chance
 COVERAGE_ALPHA = 0.01
+# Fewest predictive draws for the predictive checks. A central 90 % interval from S draws
+# puts 0.05 S draws beyond each end: below 20 that is less than one draw, so the interval
+# is the range of a handful of draws (from 1 draw: a point) and misses far more than 10 %
+# of counts under the model itself (3 draws: coverage 0.50 on Poisson data). The p-value's
+# resolution, 1 / S, is then coarser than 0.05, twice its 0.025 threshold. Wider
+# intervals need more: ceil(2 / (1 - ppc_prob)) (one draw beyond each end), at least 20.
+PPC_MIN_DRAWS = 20
 
 _OPS = {
     "<=": lambda a, b: a <= b,
@@ -293,13 +302,32 @@ def check_modes(n_modes: int, labels: list[int], n_chains: int) -> Check:
 # model fit
 
 
+def ppc_min_draws(prob: float) -> int:
+    """Fewest predictive draws for a central ``prob`` interval: one draw beyond each end."""
+    return max(PPC_MIN_DRAWS, math.ceil(round(2 / (1 - prob), 9)))
+
+
+def _too_few_draws(name: str, label: str, n_draws: int, need: int, what: str) -> Check | None:
+    """Return the "info" check of a predictive check given fewer than ``need`` draws, or None."""
+    if n_draws >= need:
+        return None
+    return not_applicable(name, label, f"not computed: {n_draws} predictive draws, {what} "
+                          f"needs at least {need} (pointwise_draws, draws)")  # fmt: skip
+
+
 def check_ppc_coverage(ppc: dict) -> Check:
     """Share of counts inside their central predictive interval (one-sided, ``"warn"``).
 
     ``ppc`` is :func:`poisson_nmf.diagnostics.ppc.ppc_summary`'s dict: ``prob``,
-    ``coverage``, ``coverage_p`` and ``n_entries``.
+    ``coverage``, ``coverage_p``, ``n_entries`` and ``n_draws``. With fewer than
+    :func:`ppc_min_draws` draws the check is not computed (``"info"``).
     """
     prob = ppc["prob"]
+    few = _too_few_draws("ppc_coverage", f"observed counts inside their {prob:.0%} predictive "
+                         "interval", ppc["n_draws"], ppc_min_draws(prob),
+                         f"a central {prob:.0%} interval")  # fmt: skip
+    if few is not None:
+        return few
     need = prob - THRESHOLDS["coverage_shortfall"]
     short = ppc["coverage"] < need and ppc["coverage_p"] < COVERAGE_ALPHA
     inside = f"{ppc['coverage']:.1%} of the {ppc['n_entries']} counts fall inside"
@@ -316,8 +344,13 @@ def check_ppc_discrepancy(ppc: dict) -> Check:
     """Posterior predictive p-value of the chi-square discrepancy (one-sided, ``"warn"``).
 
     An undefined p (non-finite rates in some draw) fails; a p near 1 (under-dispersion)
-    passes with a note.
+    passes with a note; fewer than :data:`PPC_MIN_DRAWS` draws: not computed (``"info"``).
     """
+    few = _too_few_draws("ppc_discrepancy", "posterior predictive p-value of the chi-square "
+                         "discrepancy (over-dispersion)", ppc["n_draws"], PPC_MIN_DRAWS,
+                         "a posterior predictive p-value")  # fmt: skip
+    if few is not None:
+        return few
     rule = Threshold(">=", THRESHOLDS["ppp_low"])
     p = ppc["ppp"]
     defined = math.isfinite(p)

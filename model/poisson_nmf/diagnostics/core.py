@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from .._validation import check_int, check_real
 from ..convergence import entry_table
 from ..report.formatting import fmt_num, json_ready
 from ..sampling.stopping import budget_advice
@@ -304,21 +305,29 @@ def diagnose(
     ------
     TypeError
         When ``idata`` is not a DataTree.
+    TypeError, ValueError
+        A threshold that is not a finite number in its range (``r_hat_max`` > 1;
+        ``ess_min_per_chain``, ``ebfmi_min``, ``pareto_k_max`` > 0; ``ppc_prob`` in
+        (0, 1); ``loo_max_points`` an integer >= 1), named in the message.
     ValueError
-        Without a posterior of W and H (or of H alone), or with ``ppc_prob`` outside (0, 1).
+        Without a posterior of W and H (or of H alone).
     """
     if not isinstance(idata, xr.DataTree):
         raise TypeError(
             f"idata must be an xarray.DataTree from sample_posterior, fit_loadings or "
             f"load_fit, got {type(idata).__name__}"
         )
+    r_hat_max = check_real(r_hat_max, "r_hat_max", 1.0)  # R-hat is 1 at best
+    ess_min_per_chain = check_real(ess_min_per_chain, "ess_min_per_chain", 0.0)
+    ebfmi_min = check_real(ebfmi_min, "ebfmi_min", 0.0)
+    pareto_k_max = check_real(pareto_k_max, "pareto_k_max", 0.0)
+    ppc_prob = check_real(ppc_prob, "ppc_prob", 0.0, 1.0)
+    loo_max_points = check_int(loo_max_points, "loo_max_points", 1)
     post_vars: Any = idata["posterior"] if "posterior" in idata.children else {}
     if "W" not in post_vars and "H" in post_vars:
         return _diagnose_loadings(idata, r_hat_max, ess_min_per_chain)
     if "W" not in post_vars or "H" not in post_vars:
         raise ValueError("idata must have a posterior group with W and H (from sample_posterior)")
-    if not 0 < ppc_prob < 1:
-        raise ValueError(f"ppc_prob must be in (0, 1), got {ppc_prob}")
     post = idata["posterior"].to_dataset()
     approximate = bool(idata.attrs.get("approximate", False))
     entries = entry_table(post, diagnostics=not approximate)

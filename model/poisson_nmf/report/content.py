@@ -211,6 +211,10 @@ def ppc_section(diag: Diagnosis, figures: dict[str, str]) -> list[Block]:
             f"predictive p = {p['ppp']:.3f}).",
         )
     )
+    skipped = [c.detail for c in diag.checks
+               if c.name in ("ppc_coverage", "ppc_discrepancy") and c.status == "n/a"]  # fmt: skip
+    if skipped:  # too few predictive draws: the figures show them, no check judges them
+        B.append(Block("p", "The checks of these figures: " + "; ".join(skipped) + "."))
     return B + _figs(figures, "ppc_rootogram.png", "ppc_checks.png")
 
 

@@ -128,7 +128,10 @@ def sample_posterior(
         ones: a :class:`UserWarning` if they differ) and go on from there. It costs
         the first run's time again; no new warm-up enters the draws. Needs a run seeded
         with an int or ``None`` (``settings["replay_seed"]``) and started at
-        ``init="map"`` or ``"restarts"``.
+        ``init="map"`` or ``"restarts"``. ``priors``, ``tune``, ``chains``,
+        ``random_seed``, ``sampler``, ``precision``, ``normalize``, ``init`` or
+        ``jitter`` given unlike the stored run's raise ``ValueError`` (an argument equal
+        to its default counts as not given).
     cores : int, optional
         Chains run at the same time (default: ``min(chains, os.cpu_count())``).
     random_seed : int, numpy.random.Generator or None
@@ -306,7 +309,7 @@ def posterior_summary(
     for name in var_names:
         if name not in post:
             raise ValueError(f"{name!r} is not in the posterior (has {list(post.data_vars)})")
-        da = post[name]
+        da = post[name].astype(np.float64)  # VI's float32 draws: summaries in float64
         cols = {
             "mean": da.mean(_SAMPLE_DIMS),
             "sd": (

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from .._validation import proper_priors
+from .._validation import at_default, proper_priors
 from ..align import check_normalize
 from ..data import Counts, as_counts, check_n_components
 from ..exceptions import warn_user
@@ -22,11 +22,19 @@ from ..memory import MemoryBudgetWarning, MemoryPlan, draws_within, plan_memory,
 from ..priors import GammaPriors
 from .kernels import use_dense
 from .pointwise import pointwise_entries
-from .stopping import StoppingRule, check_rule_args, fixed_record, resume_settings
+from .stopping import (
+    RESUMED,
+    StoppingRule,
+    check_rule_args,
+    fixed_record,
+    resume_settings,
+    resumed_labels,
+)
 
 __all__ = [
     "RunArgs",
     "Seeds",
+    "explicit",
     "plan_run_memory",
     "replay_seed",
     "seed_plan",
@@ -81,7 +89,8 @@ def settle_arguments(a: dict[str, Any]) -> RunArgs:
     resumed_from = None
     if a["resume"] is not None:
         rs = resume_settings(a["resume"], counts, K, map_kwargs=a["map_kwargs"],
-                             nuts_kwargs=a["nuts_kwargs"])  # fmt: skip
+                             nuts_kwargs=a["nuts_kwargs"], given=explicit(a, RESUMED))  # fmt: skip
+        counts = resumed_labels(a["resume"], counts)
         a.update(priors=rs.priors, tune=rs.tune, chains=rs.chains, sampler=rs.sampler,
                  precision=rs.precision, normalize=rs.normalize, init=rs.init,
                  jitter=rs.jitter, random_seed=rs.seed)  # fmt: skip
@@ -119,6 +128,22 @@ def settle_arguments(a: dict[str, Any]) -> RunArgs:
         map_kwargs=dict(a["map_kwargs"] or {}), nuts_kwargs=dict(a["nuts_kwargs"] or {}),
         random_seed=a["random_seed"], rule=rule, resumed_from=resumed_from,
     )  # fmt: skip
+
+
+def explicit(a: dict[str, Any], names: Any) -> dict[str, Any]:
+    """Return those of ``names`` in sample_posterior's arguments ``a`` not at their defaults.
+
+    Python cannot tell an argument left out from one given its default value, so an
+    argument equal to its default counts as not set (``tune=1000``, the default, on a
+    run tuned 500 times is not refused by resume; ``tune=50`` is): equal means the
+    default object itself, or a str, int, float or None of the default's type and value.
+    """
+    import inspect
+
+    from .api import sample_posterior
+
+    params = inspect.signature(sample_posterior).parameters
+    return {n: a[n] for n in names if not at_default(a[n], params[n].default)}
 
 
 def _check_counts(draws: Any, tune: Any, chains: Any) -> None:

@@ -24,6 +24,7 @@ from ..observed import observed_group
 from .density import LogDensity
 from .modes import ModeReport, select_chains
 from .plan import RunArgs, Seeds, seed_repr, stopping_record
+from .stopping import kwargs_record
 
 __all__ = [
     "AlignedDraws",
@@ -178,8 +179,8 @@ def provenance(
         "random_seed": seed_repr(run.random_seed),
         "replay_seed": seeds.replay,
         "chain_seeds": seeds.chains,
-        "map_kwargs": {k: repr(v) for k, v in run.map_kwargs.items()},
-        "nuts_kwargs": {k: repr(v) for k, v in run.nuts_kwargs.items()},
+        "map_kwargs": kwargs_record(run.map_kwargs),
+        "nuts_kwargs": kwargs_record(run.nuts_kwargs),
     }
     return {
         "settings": json.dumps(settings),

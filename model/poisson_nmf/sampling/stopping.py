@@ -465,14 +465,98 @@ class ResumeSettings:
     normalize: Any
     init: str
     jitter: float
-    seed: int
+    seed: int | None  # the replay seed (None: the run cannot be replayed)
     draws: int
 
 
+#: sample_posterior's arguments that a resumed run takes from the stored one, and the
+#: fields of :class:`ResumeSettings` they become
+RESUMED = {"priors": "priors", "tune": "tune", "chains": "chains", "random_seed": "seed",
+           "sampler": "sampler", "precision": "precision", "normalize": "normalize",
+           "init": "init", "jitter": "jitter"}  # fmt: skip
+
+
+def _stored_settings(tree: Any) -> dict[str, Any]:
+    """Return the JSON ``settings`` of a sample_posterior tree (TypeError for anything else)."""
+    if not isinstance(tree, xr.DataTree) or "settings" not in tree.attrs:
+        raise TypeError(
+            "resume must be a tree from sample_posterior or load_fit (with attrs['settings']), "
+            f"got {type(tree).__name__}"
+        )
+    return dict(json.loads(tree.attrs["settings"]))
+
+
+def _same_setting(given: Any, stored: Any) -> bool:
+    """Whether a given setting equals the stored one (priors field by field, broadcast)."""
+    from ..priors import GammaPriors
+
+    if isinstance(stored, GammaPriors):
+        if not isinstance(given, GammaPriors):
+            return False
+        try:
+            return all(bool(np.all(np.asarray(getattr(given, f)) == np.asarray(getattr(stored, f))))
+                       for f in ("w_shape", "w_rate", "h_shape", "h_rate"))  # fmt: skip
+        except ValueError:  # shapes that do not broadcast
+            return False
+    if isinstance(given, bool) or not isinstance(given, str | int | float | np.number):
+        return False  # a Generator seed, explicit starts: never the stored run's
+    return bool(given == stored)
+
+
+def resume_conflicts(tree: Any, given: dict[str, Any]) -> list[tuple[str, Any, Any]]:
+    """Return ``(name, stored, given)`` for each given setting that differs from the run's.
+
+    Parameters
+    ----------
+    tree : xarray.DataTree
+        The run to resume (its ``attrs["settings"]``).
+    given : dict
+        Settings the user set, by :data:`RESUMED`'s names (``random_seed`` is compared
+        with the run's replay seed).
+    """
+    rs = _settings_of(_stored_settings(tree), tree)
+    out = []
+    for name, val in given.items():
+        stored = getattr(rs, RESUMED[name])
+        if stored is not None and not _same_setting(val, stored):  # None: refused elsewhere
+            out.append((name, stored, val))
+    return out
+
+
+def _settings_of(st: dict[str, Any], tree: Any) -> ResumeSettings:
+    """Return the stored run's settings as a :class:`ResumeSettings` (seed: replay seed)."""
+    from ..priors import GammaPriors
+
+    pri = GammaPriors(**{k: np.asarray(v) if isinstance(v, list) else v
+                         for k, v in st["priors"].items()})  # fmt: skip
+    replay = st.get("replay_seed")
+    return ResumeSettings(
+        priors=pri,
+        tune=int(st["tune"]),
+        chains=int(st["chains"]),
+        sampler=st["sampler"],
+        precision=st["precision"],
+        normalize=st["normalize"],
+        init=st["init"],
+        jitter=float(st["jitter"]),
+        seed=None if replay is None else int(replay),
+        draws=int(tree["posterior"].sizes["draw"]),
+    )
+
+
 def resume_settings(
-    tree: Any, counts: Any, n_components: int, *, map_kwargs: Any, nuts_kwargs: Any
+    tree: Any,
+    counts: Any,
+    n_components: int,
+    *,
+    map_kwargs: Any,
+    nuts_kwargs: Any,
+    given: dict[str, Any] | None = None,
 ) -> ResumeSettings:
     """Return the settings of the run ``tree`` to replay and continue, checked.
+
+    ``given`` holds the settings of :data:`RESUMED` that the caller set explicitly
+    (sample_posterior: those not at their defaults); each must equal the run's.
 
     Raises
     ------
@@ -480,17 +564,15 @@ def resume_settings(
         ``tree`` is not a DataTree from :func:`poisson_nmf.sample_posterior`.
     ValueError
         The counts, ``n_components``, ``map_kwargs`` or ``nuts_kwargs`` differ from the
-        run's, or the run cannot be replayed (seeded with a Generator, explicit starts,
-        chains dropped by ``keep``).
+        run's, a ``given`` setting differs from the run's, or the run cannot be
+        replayed (seeded with a Generator, explicit starts, chains dropped by ``keep``).
     """
-    from ..priors import GammaPriors
-
-    if not isinstance(tree, xr.DataTree) or "settings" not in tree.attrs:
-        raise TypeError(
-            "resume must be a tree from sample_posterior or load_fit (with attrs['settings']), "
-            f"got {type(tree).__name__}"
+    st = _stored_settings(tree)
+    if tree.attrs.get("method") == "vi":
+        raise ValueError(
+            "resume: a variational fit (method='vi') has no chains to continue; run "
+            "method='nuts' for exact draws, or sample_vi again with more draws"
         )
-    st = json.loads(tree.attrs["settings"])
     if st.get("replay_seed") is None:
         raise ValueError(
             "resume: this run cannot be replayed (it was seeded with a Generator or made "
@@ -505,11 +587,11 @@ def resume_settings(
     same = "observed_data" in tree.children and same_counts(observed_counts(tree), counts)
     if not same:
         raise ValueError("resume: V (or its mask) differs from the counts the run was fitted to")
-    for name, given in (("map_kwargs", map_kwargs), ("nuts_kwargs", nuts_kwargs)):
-        got = {k: repr(v) for k, v in (given or {}).items()}
-        if got != st.get(name, {}):
+    for name, kw in (("map_kwargs", map_kwargs), ("nuts_kwargs", nuts_kwargs)):
+        stored_kw = st.get(name, {})
+        if not same_kwargs(kw, stored_kw):
             raise ValueError(
-                f"resume: {name} {got} differ from the run's {st.get(name)}; pass the same"
+                f"resume: {name} {dict(kw or {})} differ from the run's {stored_kw}; pass the same"
             )
     keep = st.get("keep", "all")
     C = int(st["chains"])
@@ -518,20 +600,67 @@ def resume_settings(
             f"resume: the run kept {tree['posterior'].sizes['chain']} of its {C} chains "
             f"(keep={keep!r}); resume needs every chain"
         )
-    pri = GammaPriors(**{k: np.asarray(v) if isinstance(v, list) else v
-                         for k, v in st["priors"].items()})  # fmt: skip
-    return ResumeSettings(
-        priors=pri,
-        tune=int(st["tune"]),
-        chains=C,
-        sampler=st["sampler"],
-        precision=st["precision"],
-        normalize=st["normalize"],
-        init=st["init"],
-        jitter=float(st["jitter"]),
-        seed=int(st["replay_seed"]),
-        draws=int(tree["posterior"].sizes["draw"]),
-    )
+    bad = resume_conflicts(tree, given or {})
+    if bad:
+        raise ValueError(
+            "resume continues the stored run, whose "
+            + ", ".join(f"{n}={v!r}" for n, v, _ in bad)
+            + ": drop "
+            + ", ".join(f"{n}={g!r}" for n, _, g in bad)
+            + " or start a new run (without resume)"
+        )
+    return _settings_of(st, tree)
+
+
+def kwargs_record(kwargs: dict[str, Any] | None) -> dict[str, Any]:
+    """Return ``map_kwargs`` / ``nuts_kwargs`` as stored in ``attrs["settings"]`` (JSON).
+
+    Numbers, strings, booleans and None are stored as themselves (NumPy scalars as the
+    Python ones); anything else as its ``repr``.
+    """
+    out: dict[str, Any] = {}
+    for k, v in (kwargs or {}).items():
+        v = v.item() if isinstance(v, np.generic) else v
+        out[k] = v if isinstance(v, bool | int | float | str | type(None)) else repr(v)
+    return out
+
+
+def same_kwargs(given: dict[str, Any] | None, stored: dict[str, Any]) -> bool:
+    """Return whether given keyword arguments are those stored.
+
+    Fits saved before numbers were stored as numbers hold every value as its ``repr``:
+    that is accepted too.
+    """
+    given = dict(given or {})
+    if set(given) != set(stored):
+        return False
+    rec = kwargs_record(given)
+    return all(rec[k] == stored[k] or repr(given[k]) == stored[k] for k in given)
+
+
+def resumed_labels(tree: Any, counts: Any) -> Any:
+    """Return ``counts`` with the stored run's row and column labels (same counts checked).
+
+    An unlabelled V (labels 0, 1, ...) takes the run's labels, so a resumed fit keeps
+    its names; labelled V whose labels differ from the run's is refused (ValueError).
+    """
+    from dataclasses import replace as _replace
+
+    stored = observed_counts(tree)
+    labels = {}
+    for axis in ("row", "column"):
+        old, new = getattr(stored, axis), getattr(counts, axis)
+        if np.array_equal(old, new):
+            continue
+        if np.array_equal(new, np.arange(new.size)):  # V had no labels on this axis
+            labels[axis] = old
+            continue
+        i = int(np.argmax([a != b for a, b in zip(old, new, strict=True)]))
+        raise ValueError(
+            f"resume: V's {axis} labels differ from the run's (position {i}: {new[i]!r}, "
+            f"the run has {old[i]!r}); pass V with the run's labels, or without labels"
+        )
+    return _replace(counts, **labels) if labels else counts
 
 
 def check_replay(old: Any, new: Any) -> None:
