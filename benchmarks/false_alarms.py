@@ -14,7 +14,8 @@ inputs, so that it can be rerun alone.
 Targets (issue 18): each model-fit warning (``ppc_coverage``, ``ppc_discrepancy``) fires
 on at most about 5 % of data sets from the model; FAIL is rare.
 
-    python benchmarks/false_alarms.py                    # 200 data sets, defaults (hours)
+    python benchmarks/false_alarms.py --json fa.json     # 200 data sets, defaults (hours;
+                                                         # run again to go on from fa.json)
     python benchmarks/false_alarms.py --n 40 --max-size 40 --draws 300 --tune 300
     python benchmarks/false_alarms.py --quick            # smoke test
 """
@@ -118,6 +119,34 @@ def summarise(rows: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(table)
 
 
+def _earlier_rows(a: argparse.Namespace) -> list[dict]:
+    """The rows of an earlier run of the same command in ``--json``, to go on from.
+
+    A run of 200 data sets at the defaults takes hours on 2 cores: it can be stopped
+    and started again, in pieces. Rows count only if they are the same data sets (the
+    same seed, sizes and settings) in order; anything else starts from the beginning.
+    """
+    if not a.json or not os.path.exists(a.json):
+        return []
+    with open(a.json) as f:
+        rows = json.load(f)
+    same = [r for i, r in enumerate(rows)
+            if r.get("i") == i and {k: r.get(k) for k in _CASE_KEYS}
+            == draw_case(i, a.seed, a.max_size)
+            and r.get("settings", {}) == _settings(a)]  # fmt: skip
+    keep = rows[: len(same)] if len(same) == len(rows) else []
+    if keep:
+        print(f"  going on from {len(keep)} data sets in {a.json}")
+    return keep[: a.n]
+
+
+def _settings(a: argparse.Namespace) -> dict:
+    return {"draws": a.draws, "tune": a.tune, "chains": a.chains}
+
+
+_CASE_KEYS = ("i", "seed", "F", "N", "K", "w_shape", "h_shape", "sparse", "data_seed")
+
+
 def main(argv: list[str] | None = None) -> pd.DataFrame:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--n", type=int, default=200, help="number of data sets (default 200)")
@@ -136,10 +165,11 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         f"draws {a.draws or 'default'}, tune {a.tune or 'default'}, chains "
         f"{a.chains or 'default'}; load {os.getloadavg()[0]:.1f}, {os.cpu_count()} cores"
     )
-    rows = []
+    rows = _earlier_rows(a)
     t0 = time.perf_counter()
-    for i in range(a.n):
+    for i in range(len(rows), a.n):
         r = run_one(draw_case(i, a.seed, a.max_size), a.draws, a.tune, a.chains)
+        r["settings"] = _settings(a)
         rows.append(r)
         if a.json:  # after every data set: a long run stopped early keeps what it did
             with open(a.json, "w") as f:
@@ -158,8 +188,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     print(table.to_string(index=False, float_format=lambda x: f"{x:.3f}"))
     fails = [r for r in rows if r.get("verdict") == "fail"]
     for r in fails:
-        keys = ("i", "seed", "F", "N", "K", "w_shape", "h_shape", "sparse", "data_seed")
-        print("FAIL", {k: r[k] for k in keys}, r["reasons"])
+        print("FAIL", {k: r[k] for k in _CASE_KEYS}, r["reasons"])
     return table
 
 

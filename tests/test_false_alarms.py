@@ -1,6 +1,7 @@
 """benchmarks/false_alarms.py at a small size: diagnose's model-fit warnings on data
 drawn from the model itself (issue 18, case 3.8)."""
 
+import argparse
 from pathlib import Path
 
 import pytest
@@ -13,12 +14,23 @@ def _bench():
     return runpy.run_path(str(path), run_name="benchmark")
 
 
-def test_quick_run_prints_every_rate(capsys):
-    table = _bench()["main"](["--quick"])
+def test_quick_run_prints_every_rate(capsys, tmp_path):
+    rows = tmp_path / "rows.json"
+    table = _bench()["main"](["--quick", "--json", str(rows)])
     out = capsys.readouterr().out
     assert "ppc_coverage" in out and "ppc_discrepancy" in out and "ci95_high" in out
     row = table.set_index("reason").loc["ppc_discrepancy"]
     assert row["of"] == 2 and 0 <= row["ci95_low"] <= row["rate"] <= row["ci95_high"] <= 1
+    # the same command again goes on from its rows (nothing left to run here: the same
+    # table, no data set sampled again)
+    again = _bench()["main"](["--quick", "--json", str(rows)])
+    assert "going on from 2 data sets" in capsys.readouterr().out
+    assert again.equals(table)
+    # other settings start from the beginning
+    quick = {"json": str(rows), "seed": 0, "max_size": 10, "draws": 60, "chains": 2, "n": 2}
+    earlier = _bench()["_earlier_rows"]
+    assert len(earlier(argparse.Namespace(tune=60, **quick))) == 2
+    assert earlier(argparse.Namespace(tune=61, **quick)) == []
 
 
 @pytest.mark.slow
