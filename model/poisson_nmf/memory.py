@@ -37,6 +37,7 @@ __all__ = [
     "DEFAULT_MAX_MEMORY",
     "MemoryBudgetWarning",
     "MemoryPlan",
+    "POINTWISE_FLOOR",
     "format_bytes",
     "parse_bytes",
     "plan_memory",
@@ -55,6 +56,9 @@ POSTERIOR_COPIES = 4
 # Measured on the corpus (benchmarks/README.md): 35 bytes per entry and draw beyond the
 # base at the peak, which 28 underestimated by 0.84 GB
 POINTWISE_BYTES = 40
+#: pointwise draws that a lowered draw budget of ``draws=None`` leaves room for (when
+#: asked for): PSIS-LOO needs 25 and the predictive checks 20; 100 make both usable
+POINTWISE_FLOOR = 100
 # one chunk of post-processing work (rates of a few draws, intervals of a few entries)
 CHUNK_BYTES = 64 * 2**20
 _PSIS_MIN_DRAWS = 25
@@ -165,9 +169,19 @@ def _data_bytes(F: int, N: int, nnz: int, dense: bool) -> int:
 
 
 def draws_within(
-    F: int, N: int, K: int, *, chains: int, nnz: int, dense: bool, max_memory: Any
+    F: int,
+    N: int,
+    K: int,
+    *,
+    chains: int,
+    nnz: int,
+    dense: bool,
+    max_memory: Any,
+    reserve: int = 0,
 ) -> int | None:
     """Most draws per chain whose W and H (with their working copies) fit in ``max_memory``.
+
+    ``reserve`` bytes of the budget are kept for something else (the pointwise draws).
 
     Returns
     -------
@@ -178,7 +192,8 @@ def draws_within(
     if budget is None:
         return None
     per_draw = POSTERIOR_COPIES * chains * (F + N) * K * 8
-    return int((budget - _data_bytes(F, N, nnz, dense) - CHUNK_BYTES) // max(1, per_draw))
+    room = budget - reserve - _data_bytes(F, N, nnz, dense) - CHUNK_BYTES
+    return int(room // max(1, per_draw))
 
 
 def plan_memory(

@@ -18,7 +18,15 @@ from .._validation import at_default, proper_priors
 from ..align import check_normalize
 from ..data import Counts, as_counts, check_n_components
 from ..exceptions import warn_user
-from ..memory import MemoryBudgetWarning, MemoryPlan, draws_within, plan_memory, thinning_message
+from ..memory import (
+    POINTWISE_BYTES,
+    POINTWISE_FLOOR,
+    MemoryBudgetWarning,
+    MemoryPlan,
+    draws_within,
+    plan_memory,
+    thinning_message,
+)
 from ..priors import GammaPriors
 from .kernels import use_dense
 from .pointwise import pointwise_entries
@@ -186,10 +194,14 @@ def plan_run_memory(
     rule = run.rule
     if rule is not None:
         # draw until clean within the memory budget: a budget of draws that the budget
-        # cannot hold is lowered to what it can (a warning says so); too few to check
-        # even once is refused below by plan_memory, with the sizes
+        # cannot hold is lowered to what it can (a warning says so), leaving room for
+        # POINTWISE_FLOOR pointwise draws (without them: no LOO, no predictive checks);
+        # too few to check even once is refused below by plan_memory, with the sizes
+        floor = min(POINTWISE_FLOOR, rule.max_draws * chains if run.pointwise_draws is None
+                    else run.pointwise_draws)  # fmt: skip
+        reserve = floor * POINTWISE_BYTES * counts.n_observed
         fit = draws_within(F, N, K, chains=chains, nnz=nnz, dense=dense,
-                           max_memory=run.max_memory)  # fmt: skip
+                           max_memory=run.max_memory, reserve=reserve)  # fmt: skip
         if fit is not None and rule.start + rule.check_every <= fit < rule.max_draws:
             warn_user(
                 f"max_draws = {rule.max_draws} per chain does not fit in max_memory = "
