@@ -259,7 +259,8 @@ class ConvergenceMonitor:
 
     def _check(self) -> tuple[ConvergenceSummary, int]:
         """Summary of this check (the suspects first) and the number of entries computed."""
-        if self._suspects is not None:
+        n_entries = self._x[0][0].shape[1]
+        if self._suspects is not None and self._suspects.size < n_entries:
             s, _ = self.rule.assess(self.draws(self._suspects))
             if not s.clean:
                 return s, int(self._suspects.size)
