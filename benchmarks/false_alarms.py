@@ -128,16 +128,40 @@ def _earlier_rows(a: argparse.Namespace) -> list[dict]:
     """
     if not a.json or not os.path.exists(a.json):
         return []
-    with open(a.json) as f:
-        rows = json.load(f)
-    same = [r for i, r in enumerate(rows)
-            if r.get("i") == i and {k: r.get(k) for k in _CASE_KEYS}
-            == draw_case(i, a.seed, a.max_size)
-            and r.get("settings", {}) == _settings(a)]  # fmt: skip
-    keep = rows[: len(same)] if len(same) == len(rows) else []
-    if keep:
-        print(f"  going on from {len(keep)} data sets in {a.json}")
-    return keep[: a.n]
+    try:
+        with open(a.json) as f:
+            rows = json.load(f)
+        same = [isinstance(r, dict) and r.get("i") == i
+                and {k: r.get(k) for k in _CASE_KEYS} == draw_case(i, a.seed, a.max_size)
+                and r.get("settings", {}) == _settings(a) for i, r in enumerate(rows)]  # fmt: skip
+    except (ValueError, TypeError, AttributeError) as e:  # not JSON, or not a list of rows
+        raise SystemExit(f"{a.json} is not a file of rows of this script ({e}); "
+                         "pass another --json or remove it") from None  # fmt: skip
+    if not all(same):
+        raise SystemExit(f"{a.json} holds rows of another command (other seed, sizes or "
+                         "settings): pass another --json, or remove it to start again")  # fmt: skip
+    print(f"  going on from {len(rows)} data sets in {a.json}")
+    return rows[: a.n]
+
+
+def _write_rows(path: str, rows: list[dict]) -> None:
+    """Write the rows to ``path`` at once (a run cut off mid-write leaves the old file)."""
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(rows, f, indent=1, default=float)
+    os.replace(tmp, path)
+
+
+def _commit() -> str | None:
+    """The git commit of the code that ran (None outside a git checkout)."""
+    import subprocess
+
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                             text=True, cwd=os.path.dirname(os.path.abspath(__file__)))  # fmt: skip
+    except OSError:
+        return None
+    return out.stdout.strip() or None
 
 
 def _settings(a: argparse.Namespace) -> dict:
@@ -166,14 +190,14 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         f"{a.chains or 'default'}; load {os.getloadavg()[0]:.1f}, {os.cpu_count()} cores"
     )
     rows = _earlier_rows(a)
+    commit = _commit()
     t0 = time.perf_counter()
     for i in range(len(rows), a.n):
         r = run_one(draw_case(i, a.seed, a.max_size), a.draws, a.tune, a.chains)
-        r["settings"] = _settings(a)
+        r["settings"], r["commit"] = _settings(a), commit
         rows.append(r)
         if a.json:  # after every data set: a long run stopped early keeps what it did
-            with open(a.json, "w") as f:
-                json.dump(rows, f, indent=1, default=float)
+            _write_rows(a.json, rows)
         if "verdict" in r:
             print(
                 f"  {i:4d} {r['F']:4d} x {r['N']:<4d} K={r['K']} shapes ({r['w_shape']:g}, "
@@ -184,7 +208,9 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
                 flush=True,
             )
     table = summarise(rows)
-    print(f"\n{len(rows)} data sets in {time.perf_counter() - t0:.0f} s")
+    commits = sorted({str(r.get("commit")) for r in rows})
+    print(f"\n{len(rows)} data sets in {time.perf_counter() - t0:.0f} s (this run); "
+          f"code of commit(s) {', '.join(commits)}")  # fmt: skip
     print(table.to_string(index=False, float_format=lambda x: f"{x:.3f}"))
     fails = [r for r in rows if r.get("verdict") == "fail"]
     for r in fails:

@@ -82,9 +82,22 @@ def test_nan_draws_are_undefined_and_mcse_optional():
     assert np.isfinite(d.ess_bulk[5]) and np.isfinite(d.r_hat[5])
 
 
-def test_shape_is_checked():
+def test_shape_and_tail_prob_are_checked():
     with pytest.raises(ValueError, match=r"\(chains, draws, n_entries\)"):
         rank_diagnostics(np.zeros((4, 100)))
+    with pytest.raises(ValueError, match="tail_prob must be in"):
+        rank_diagnostics(np.zeros((4, 100, 2)), tail_prob=1.5)
+
+
+def test_other_dtypes_and_no_chains():
+    # bool and integer draws are computed in float64 (ArviZ's tail ESS fails on bool)
+    x = _awkward_draws(3, 60, seed=2)
+    for other in ((x > 0), np.round(10 * x).astype(np.int16)):
+        mine, ref = rank_diagnostics(other), _arviz(other.astype(np.float64))
+        for name, theirs in ref.items():
+            np.testing.assert_allclose(getattr(mine, name), theirs, rtol=1e-8, err_msg=name)
+    # no chains: every value undefined (ArviZ: NaN)
+    assert np.isnan(rank_diagnostics(np.zeros((0, 10, 3))).ess_bulk).all()
 
 
 def test_average_ranks_are_scipys():

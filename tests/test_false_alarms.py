@@ -30,7 +30,12 @@ def test_quick_run_prints_every_rate(capsys, tmp_path):
     quick = {"json": str(rows), "seed": 0, "max_size": 10, "draws": 60, "chains": 2, "n": 2}
     earlier = _bench()["_earlier_rows"]
     assert len(earlier(argparse.Namespace(tune=60, **quick))) == 2
-    assert earlier(argparse.Namespace(tune=61, **quick)) == []
+    # rows of another command are refused, not dropped (nor overwritten)
+    with pytest.raises(SystemExit, match="rows of another command"):
+        earlier(argparse.Namespace(tune=61, **quick))
+    rows.write_text('{"not": "rows"')
+    with pytest.raises(SystemExit, match="not a file of rows"):
+        earlier(argparse.Namespace(tune=60, **quick))
 
 
 @pytest.mark.slow

@@ -70,8 +70,9 @@ def rank_diagnostics(
     Parameters
     ----------
     draws : numpy.ndarray, shape (chains, draws, n_entries)
-        Draws of each entry (any float dtype; the tail ESS's quantiles are taken in it,
-        as ArviZ does).
+        Draws of each entry. float32 and float64 are used as they are (the tail ESS's
+        quantiles are taken in that dtype, as ArviZ does); any other dtype (bool,
+        integers, float16) is computed in float64.
     tail_prob : float, optional
         Central probability ``p`` whose quantiles ``(1 - p) / 2`` and ``(1 + p) / 2``
         the tail ESS uses; default ArviZ's ``rcParams["stats.ci_prob"]``.
@@ -89,16 +90,23 @@ def rank_diagnostics(
     Raises
     ------
     ValueError
-        If ``draws`` is not three-dimensional.
+        If ``draws`` is not three-dimensional, or ``tail_prob`` is not in (0, 1).
     """
     x = np.asarray(draws)
     if x.ndim != 3:
         raise ValueError(f"draws must have shape (chains, draws, n_entries), got {x.shape}")
+    if x.dtype not in (np.float32, np.float64):
+        x = x.astype(np.float64)  # bool, integers, float16: computed in float64
     if tail_prob is None:
         from arviz_stats.validate import validate_ci_prob
 
         tail_prob = float(validate_ci_prob(None))
+    if not 0 < tail_prob < 1:
+        raise ValueError(f"tail_prob must be in (0, 1), got {tail_prob!r}")
     n_chain, n_draw, n_ent = x.shape
+    if n_chain == 0:
+        nan = np.full(n_ent, np.nan)
+        return RankDiagnostics(nan, nan, nan, nan)
     block = max(1, _BLOCK_VALUES // max(1, n_chain * n_draw))
     starts = range(0, n_ent, block)
     n_workers = min(len(starts), workers or min(4, os.cpu_count() or 1))

@@ -20,16 +20,16 @@ do not remove them); diagnose still reports them.
 Each check aligns only the new block of draws (alignment is draw by draw) and computes
 R-hat and ESS on all draws so far (:mod:`poisson_nmf.ess_rhat`, ArviZ's numbers for all
 entries at once). A check that finds the run not clean needs only one failing entry:
-each check first computes the entries that were worst at the previous one (the
-``SUSPECTS`` fraction of them, at least ``MIN_SUSPECTS``) and, if any of those fails,
-stops there; only a check that finds them all passing computes every entry. The
-decision is the same as computing every entry each time (a failing entry is a
-failure wherever it is found); the figures recorded for such a check
+each check first computes the entries that were worst at the last check that computed
+every entry (the ``SUSPECTS`` fraction of them, at least ``MIN_SUSPECTS``) and, if any
+of those fails, stops there; only a check that finds them all passing computes every
+entry. The decision is the same as computing every entry each time (a failing entry is
+a failure wherever it is found); the figures recorded for such a check
 (``attrs["stopping"]["checks"]``, the progress bar) are over the entries it computed,
-which it records as ``entries_checked``. Checkpoints are ``check_every`` = 500 draws
-apart, and after a check that took more than ``OVERLAP_AFTER_S`` the chains go on
-sampling during the next one (draws past a stop are discarded; the kept ones are the
-same).
+which it records as ``entries_checked`` (another entry may be worse by then).
+Checkpoints are ``check_every`` = 500 draws apart, and after a check that took more
+than ``OVERLAP_AFTER_S`` the chains go on sampling during the next one (draws past a
+stop are discarded; the kept ones are the same).
 
 Memory: nutpie holds the draws of (log W, log H) of each chain, up to ``max_draws`` per
 chain (8 bytes x chains x max_draws x (F + N) K), and the rule an aligned copy of the
@@ -61,7 +61,7 @@ __all__ = ["ConvergenceMonitor", "StoppingRule", "run_until"]
 CHECK_EVERY = 500
 #: default budget of draws per chain
 MAX_DRAWS = 4000
-#: a check first computes this fraction of the entries, the worst at the previous check
+#: a check first computes this fraction of the entries, the worst at the last full check
 SUSPECTS = 0.01
 #: ... and at least this many
 MIN_SUSPECTS = 64
@@ -244,8 +244,9 @@ class ConvergenceMonitor:
         )
         if self.status is not None:
             ess = min(s.min_ess_bulk, s.min_ess_tail)
+            which = f"of {checked} screened entries" if self._screened(checked) else "entry"
             self.status(
-                f"slowest entry: R-hat {s.worst_r_hat:.3f}, ESS {ess:.0f}"
+                f"slowest {which}: R-hat {s.worst_r_hat:.3f}, ESS {ess:.0f}"
                 f" (target <= {self.rule.target_rhat:g}, >= {self.rule.ess_min:g})"
             )
         elapsed = time.perf_counter() - self.t0
@@ -256,6 +257,10 @@ class ConvergenceMonitor:
         elif self.rule.max_time is not None and elapsed >= self.rule.max_time:
             self.reason = "max_time"
         return bool(self.reason)
+
+    def _screened(self, checked: int) -> bool:
+        """Whether a check that computed ``checked`` entries left some out."""
+        return bool(self._x) and checked < self._x[0][0].shape[1]
 
     def _check(self) -> tuple[ConvergenceSummary, int]:
         """Summary of this check (the suspects first) and the number of entries computed."""
