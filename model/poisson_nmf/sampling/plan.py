@@ -270,6 +270,11 @@ def stopping_rule(
             "draws=None (sample until clean) needs sampler='nutpie'; give sampler='pymc' "
             "an explicit number of draws"
         )
+    if int(chains) < 2:  # R-hat is undefined with one chain: the rule could never be met
+        raise ValueError(
+            "draws=None samples until R-hat and ESS are met, and R-hat needs at least 2 "
+            "chains: pass chains >= 2, or an explicit draws=N"
+        )
     return StoppingRule(
         float(target_rhat), float(target_ess), int(chains), int(max_draws),
         None if max_time is None else float(max_time),
