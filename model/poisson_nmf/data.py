@@ -577,13 +577,15 @@ def as_counts(
     """
     if missing not in ("raise", "mask"):
         raise ValueError(f"missing must be 'raise' or 'mask', got {missing!r}")
+    labels = None
     if isinstance(V, Counts):
         if mask is None:
             return V
+        labels = Where(V.row, V.column)  # sparse values come back without them
         V, mask = _unpack_with_mask(V, align_mask(mask, V.row, V.column, name))
     if isinstance(V, xr.DataArray) and set(V.dims) == {"row", "column"}:
         V = V.transpose("row", "column")  # by name: ("column", "row") is not read by position
-    where = _coords_of(V)
+    where = _coords_of(V) if labels is None else labels
     if mask is not None:
         mask = align_mask(mask, where.row, where.column, name)
     for labels, axis in ((where.row, "row"), (where.column, "column")):

@@ -211,7 +211,8 @@ def plan_run_memory(
             )
             run = replace(run, rule=replace(rule, max_draws=fit), draws=fit)
     draws, pw = run.draws, run.pointwise_draws
-    n_req = draws * chains if pw is None else min(pw, draws * chains)
+    # each chain keeps ceil(pw / chains) draws (add_pointwise_groups): planned as such
+    n_req = draws * chains if pw is None else min(-(-pw // chains) * chains, draws * chains)
     entries = pointwise_entries(counts) if n_req else None
     mem = plan_memory(
         F, N, K, chains=chains, draws=draws,
