@@ -204,7 +204,7 @@ def check_unique(labels: np.ndarray | None, axis: str, name: str) -> None:
     idx = pd.Index(labels)
     if idx.has_duplicates:
         dup = idx[idx.duplicated()].unique()
-        shown = ", ".join(_label(x) for x in dup[:5]) + (", ..." if len(dup) > 5 else "")
+        shown = _shown(dup)
         raise ValueError(
             f"{name} has duplicated {axis} labels ({len(dup)} label(s) more than once: "
             f"{shown}); each {axis} must be named once: rename or drop them, or sum the "
@@ -429,7 +429,7 @@ def align_mask(mask: Any, row: Any, column: Any, name: str = "V") -> Any:
         if theirs.equals(v_idx):
             continue
         if theirs.has_duplicates:
-            dup = ", ".join(_label(x) for x in theirs[theirs.duplicated()].unique()[:5])
+            dup = _shown(theirs[theirs.duplicated()].unique())
             raise ValueError(
                 f"mask has duplicated {axis} labels ({dup}); a labelled mask is aligned to "
                 f"{name} by label: give it {name}'s {axis} labels once each"
@@ -437,13 +437,10 @@ def align_mask(mask: Any, row: Any, column: Any, name: str = "V") -> Any:
         pos = theirs.get_indexer(v_idx)
         only_v, only_m = v_idx[pos < 0], theirs[~theirs.isin(v_idx)]
         if only_v.size or only_m.size:
-            shown = lambda ix: ", ".join(_label(x) for x in ix[:5]) + (  # noqa: E731
-                ", ..." if ix.size > 5 else ""
-            )
             raise ValueError(
                 f"mask's {axis} labels are not {name}'s: "
                 + "; ".join(
-                    f"{n} {axis} label(s) {where} ({shown(ix)})"
+                    f"{n} {axis} label(s) {where} ({_shown(ix)})"
                     for n, where, ix in (
                         (only_v.size, f"of {name} not in the mask", only_v),
                         (only_m.size, f"of the mask not in {name}", only_m),
@@ -457,8 +454,13 @@ def align_mask(mask: Any, row: Any, column: Any, name: str = "V") -> Any:
     return values
 
 
+def _shown(labels: pd.Index) -> str:
+    """Return the first five labels, for a message."""
+    return ", ".join(_label(x) for x in labels[:5]) + (", ..." if labels.size > 5 else "")
+
+
 def _frame_mask_values(mask: pd.DataFrame) -> np.ndarray:
-    """A DataFrame mask's values, pandas nullable ``boolean`` / ``Int64`` columns as NumPy."""
+    """Return a DataFrame mask's values, pandas nullable ``boolean`` / ``Int64`` as NumPy."""
     if not any(hasattr(d, "numpy_dtype") for d in mask.dtypes):
         return np.asarray(mask.values)
     na = mask.isna().to_numpy()
@@ -577,15 +579,15 @@ def as_counts(
     """
     if missing not in ("raise", "mask"):
         raise ValueError(f"missing must be 'raise' or 'mask', got {missing!r}")
-    labels = None
+    kept = None
     if isinstance(V, Counts):
         if mask is None:
             return V
-        labels = Where(V.row, V.column)  # sparse values come back without them
+        kept = Where(V.row, V.column)  # sparse values come back without them
         V, mask = _unpack_with_mask(V, align_mask(mask, V.row, V.column, name))
     if isinstance(V, xr.DataArray) and set(V.dims) == {"row", "column"}:
         V = V.transpose("row", "column")  # by name: ("column", "row") is not read by position
-    where = _coords_of(V) if labels is None else labels
+    where = _coords_of(V) if kept is None else kept
     if mask is not None:
         mask = align_mask(mask, where.row, where.column, name)
     for labels, axis in ((where.row, "row"), (where.column, "column")):
