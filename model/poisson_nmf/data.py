@@ -570,11 +570,15 @@ def as_counts(
     Raises
     ------
     TypeError
-        For bool, object, string or other non-numeric dtypes, or a non-boolean mask.
+        For bool, object, string or other non-numeric dtypes, a non-boolean mask, or
+        row / column labels of mixed types or that netCDF cannot store (tuples of a
+        MultiIndex, Period, Interval, timezone-aware datetimes; see
+        :func:`check_label_types`).
     ValueError
         For input that is not 2-D, has no rows or columns, duplicated labels, negative,
         non-integer, infinite or missing values (the latter unless ``missing="mask"``),
-        counts past 2**53, all zeros, or a mask of the wrong shape. Messages name the
+        counts past 2**53, all zeros, a mask of the wrong shape, or a labelled mask
+        whose labels are not V's. Messages name the
         entry by its row and column labels (and its line, for a table read from a file).
     """
     if missing not in ("raise", "mask"):
