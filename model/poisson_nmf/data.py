@@ -592,11 +592,11 @@ def as_counts(
     if isinstance(V, xr.DataArray) and set(V.dims) == {"row", "column"}:
         V = V.transpose("row", "column")  # by name: ("column", "row") is not read by position
     where = _coords_of(V) if kept is None else kept
-    if mask is not None:
-        mask = align_mask(mask, where.row, where.column, name)
     for labels, axis in ((where.row, "row"), (where.column, "column")):
         check_label_types(labels, axis, name, _label_remedy(V, axis))  # [True, 1]: not duplicates
         check_unique(labels, axis, name)
+    if mask is not None:
+        mask = align_mask(mask, where.row, where.column, name)
     coo, arr = _read_input(V, name, where)
     if coo is not None:
         values, nz, missing_rc = _sparse_entries(coo, mask, missing, name, where, integer)
