@@ -374,3 +374,120 @@ def test_datetime_and_integer_labels_are_one_type():
     # NumPy integers beside Python ints in an object index are one type (int)
     obj = pd.Index([np.int64(1), 2, 3, 4, 5, 6], dtype=object)
     assert pnmf.as_counts(_labelled(index=obj)).row.tolist() == [1, 2, 3, 4, 5, 6]
+
+
+# --- labelled masks are aligned to V by label -------------------------------------------
+
+
+def _abc_frame():
+    V = pd.DataFrame(np.arange(1, 13).reshape(3, 4), index=list("abc"), columns=list("wxyz"))
+    # True on the diagonal of a mask whose rows are V's reversed: (c, w), (b, x), (a, y)
+    m = pd.DataFrame(np.eye(3, 4, dtype=bool), index=list("cba"), columns=list("wxyz"))
+    return V, m
+
+
+def _missing_labels(c):
+    pairs = zip(c.missing_rows, c.missing_cols, strict=True)
+    return sorted((str(c.row[i]), str(c.column[j])) for i, j in pairs)
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_a_dataframe_mask_is_aligned_to_v_by_label(sparse):
+    V, m = _abc_frame()
+    if sparse:
+        V = V.astype(pd.SparseDtype("int64", 0))
+    expected = [("a", "y"), ("b", "x"), ("c", "w")]  # not (a, w), (b, x), (c, y) by position
+    assert _missing_labels(pnmf.as_counts(V, mask=m)) == expected
+    # the same through a Counts, and with both axes shuffled
+    assert _missing_labels(pnmf.as_counts(pnmf.as_counts(V), mask=m)) == expected
+    assert _missing_labels(pnmf.as_counts(V, mask=m.iloc[::-1, ::-1])) == expected
+    # nullable pandas masks without NA are masks too
+    assert _missing_labels(pnmf.as_counts(V, mask=m.astype("boolean"))) == expected
+    assert _missing_labels(pnmf.as_counts(V, mask=m.astype("Int64"))) == expected
+    # a NumPy mask stays positional
+    assert _missing_labels(pnmf.as_counts(V, mask=m.to_numpy())) == [
+        ("a", "w"), ("b", "x"), ("c", "y")
+    ]  # fmt: skip
+
+
+def test_a_dataarray_mask_is_aligned_by_label_and_dim_name():
+    V, m = _abc_frame()
+    Vx = xr.DataArray(V.to_numpy(), dims=("row", "column"),
+                      coords={"row": list("abc"), "column": list("wxyz")})  # fmt: skip
+    mx = xr.DataArray(m.to_numpy().T, dims=("column", "row"),
+                      coords={"row": list("cba"), "column": list("wxyz")})  # fmt: skip
+    assert _missing_labels(pnmf.as_counts(Vx, mask=mx)) == [("a", "y"), ("b", "x"), ("c", "w")]
+    # a DataArray mask without coordinates is positional
+    bare = xr.DataArray(m.to_numpy(), dims=("row", "column"))
+    assert _missing_labels(pnmf.as_counts(Vx, mask=bare)) == [("a", "w"), ("b", "x"), ("c", "y")]
+
+
+def test_a_mask_with_other_labels_is_refused_naming_them():
+    V, m = _abc_frame()
+    with pytest.raises(
+        ValueError,
+        match=r"mask's row labels are not V's: 1 row label\(s\) of V not in the mask \('a'\); "
+        r"1 row label\(s\) of the mask not in V \('q'\).*mask\.to_numpy\(\) to apply it by "
+        r"position",
+    ):
+        pnmf.as_counts(V, mask=m.rename(index={"a": "q"}))
+    with pytest.raises(ValueError, match=r"mask's column labels are not V's: 1 column .*\('z'\)"):
+        pnmf.as_counts(V, mask=m.iloc[:, :3])
+    with pytest.raises(ValueError, match=r"mask has duplicated row labels \('a'\)"):
+        pnmf.as_counts(V, mask=m.rename(index={"b": "a"}))
+    # through the public fitting functions too (they all take their mask through as_counts)
+    with pytest.raises(ValueError, match=r"mask's row labels are not V's"):
+        pnmf.kl_nmf(V, 1, mask=pd.DataFrame(m.to_numpy()), random_seed=0)
+    with pytest.raises(TypeError, match=r"mask holds a missing value \(first at row 'c', col"):
+        pnmf.as_counts(V, mask=m.astype("boolean").where(~m, pd.NA))
+
+
+# --- labels a saved fit cannot store ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("index", "kind", "remedy"),
+    [
+        (
+            pd.MultiIndex.from_tuples([(i % 3, f"g{i}") for i in range(6)]),
+            r"tuples \(a pandas "
+            r"MultiIndex\?\) \(first \(0, 'g0'\)\)",
+            ".to_flat_index().map(str)",
+        ),
+        (pd.period_range("2020-01", periods=6, freq="M"), r"pandas Periods", ".to_timestamp()"),
+        (pd.interval_range(0, 6), r"pandas Intervals", ".astype(str)"),
+        (
+            pd.date_range("2020", periods=6, tz="Europe/Paris"),
+            r"timezone-aware datetimes",
+            ".tz_localize(None)",
+        ),
+        (pd.Index([frozenset([i]) for i in range(6)]), r"objects of type frozenset", ".map(str)"),
+    ],
+    ids=["multiindex", "period", "interval", "tz-aware", "other"],
+)
+def test_labels_netcdf_cannot_store_are_refused_with_a_remedy_that_works(index, kind, remedy):
+    # such a fit could be sampled but then neither saved (save_fit) nor reported
+    df = _labelled(index=index)
+    with pytest.raises(TypeError, match=rf"V's row labels are {kind}.*netCDF") as err:
+        pnmf.as_counts(df)
+    assert str(err.value).endswith(f"e.g. df.index = df.index{remedy}")
+    df.index = eval(f"df.index{remedy}")  # the remedy the message gives works
+    assert pnmf.as_counts(df).row.size == 6
+    cols = _labelled(columns=index[:5])
+    with pytest.raises(TypeError, match=r"V's column labels .*df\.columns = df\.columns\."):
+        pnmf.as_counts(cols)
+
+
+def test_storable_labels_are_kept():
+    for index in (
+        pd.Index([1.5, 2.5, 3.0, 4.0, 5.0, 6.0]),
+        pd.Index(list("abcdef"), dtype="string"),
+        pd.Index([pd.Timestamp(f"202{i}") for i in range(6)], dtype=object),
+        pd.timedelta_range(0, periods=6),
+    ):
+        assert pnmf.as_counts(_labelled(index=index)).row.size == 6
+
+
+def test_bool_and_int_labels_are_mixed_types_not_duplicates():
+    with pytest.raises(TypeError, match=r"row labels mix types: True \(bool\) and 1 \(int\)"):
+        pnmf.as_counts(_labelled(index=pd.Index([True, 1, 2, 3, 4, 5], dtype=object)))

@@ -140,6 +140,7 @@ def _forged(tmp_path, **attrs):
         (0, r"has format_version 0, which is not a fit format"),
         ("two", r"has format_version 'two', which is not a fit format"),
         (2.5, r"has format_version 2.5, which is not a fit format"),
+        ("\u00b2", r"has format_version '\u00b2', which is not a fit format"),  # isdigit()
         (None, r"has no format_version: it was not written by save_fit"),
     ],
 )

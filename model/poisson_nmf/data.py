@@ -18,7 +18,9 @@ Conventions
 from __future__ import annotations
 
 import numbers
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -32,6 +34,7 @@ __all__ = [
     "Counts",
     "Where",
     "ZeroRowsColumnsWarning",
+    "align_mask",
     "as_counts",
     "check_label_types",
     "check_n_components",
@@ -201,7 +204,7 @@ def check_unique(labels: np.ndarray | None, axis: str, name: str) -> None:
     idx = pd.Index(labels)
     if idx.has_duplicates:
         dup = idx[idx.duplicated()].unique()
-        shown = ", ".join(_label(x) for x in dup[:5]) + (", ..." if len(dup) > 5 else "")
+        shown = _shown(dup)
         raise ValueError(
             f"{name} has duplicated {axis} labels ({len(dup)} label(s) more than once: "
             f"{shown}); each {axis} must be named once: rename or drop them, or sum the "
@@ -216,36 +219,82 @@ def check_unique(labels: np.ndarray | None, axis: str, name: str) -> None:
         )
 
 
-def check_label_types(labels: np.ndarray | None, axis: str, name: str, remedy: str) -> None:
-    """Raise TypeError when the ``axis`` labels of ``name`` mix types (``1`` beside ``'a'``).
+def check_label_types(
+    labels: np.ndarray | None, axis: str, name: str, remedy: str | Callable[[str], str]
+) -> None:
+    """Raise TypeError for ``axis`` labels of ``name`` that a saved fit could not store.
 
-    Such labels cannot be sorted (the diagnostics' entry table) nor stored (netCDF has
-    no array of mixed types), so a fit of them could neither be diagnosed nor saved:
-    refused here, before any work. NumPy scalars count as their Python type. ``remedy``
-    is how to make the labels one type where the user is (e.g.
-    ``"df.index = df.index.astype(str)"``).
+    Refused: labels of mixed types (``1`` beside ``'a'``, or ``True`` beside ``1``), and
+    labels netCDF cannot store: tuples (a pandas MultiIndex), ``Period``, ``Interval``,
+    timezone-aware datetimes, or any other object. Such a fit could be sampled but then
+    neither saved nor reported (and mixed types not diagnosed: the entry table sorts the
+    labels), so they are refused here, before any work. Accepted: typed arrays (ints,
+    floats, str, bytes, bool, naive datetime64, timedelta64) and object arrays of one of
+    int, float, str, bytes, naive datetime or timedelta. NumPy scalars count as their
+    Python type.
+
+    ``remedy`` is how to convert the labels where the user is: a statement, or a
+    function of the pandas Index method chain that converts them (``".astype(str)"``)
+    returning the statement (e.g. ``"df.index = df.index.astype(str)"``).
     """
-    if labels is None or labels.dtype != object:  # a typed array holds one type
+    if labels is None or labels.dtype != object:  # a typed array holds one storable type
         return
+    fix = remedy if callable(remedy) else (lambda how: remedy)
     first: dict[type, Any] = {}
+    tz_aware = None
     for x in labels:
-        v = x.item() if isinstance(x, np.generic) else x
+        v = x.item() if isinstance(x, np.generic) and x.dtype.kind not in "mM" else x
         first.setdefault(type(v), v)
-        if len(first) > 1:
-            (ta, a), (tb, b) = list(first.items())[:2]
-            raise TypeError(
-                f"{name}'s {axis} labels mix types: {_label(a)} ({ta.__name__}) and "
-                f"{_label(b)} ({tb.__name__}); a fit of them could be neither saved nor "
-                f"diagnosed. Make them one type first, e.g. {remedy}"
-            )
+        if tz_aware is None and isinstance(v, datetime) and v.tzinfo is not None:
+            tz_aware = v
+    if len(first) > 1:
+        (ta, a), (tb, b) = list(first.items())[:2]
+        raise TypeError(
+            f"{name}'s {axis} labels mix types: {_label(a)} ({ta.__name__}) and "
+            f"{_label(b)} ({tb.__name__}); a fit of them could be neither saved nor "
+            f"diagnosed. Make them one type first, e.g. {fix('.astype(str)')}"
+        )
+    if not first:
+        return
+    ((t, v),) = first.items()
+    kind, how = _unstorable(t, tz_aware)
+    if kind:
+        shown = _label(tz_aware if tz_aware is not None else v)
+        raise TypeError(
+            f"{name}'s {axis} labels are {kind} (first {shown}), which a saved fit cannot "
+            "store (netCDF holds numbers, strings and naive datetimes): the fit could be "
+            f"sampled but neither saved nor reported. Convert them first, e.g. {fix(how)}"
+        )
 
 
-def _label_remedy(V: Any, axis: str) -> str:
-    """How to make ``V``'s ``axis`` labels one type (str), written for V's kind."""
+def _unstorable(t: type, tz_aware: Any) -> tuple[str, str]:
+    """Describe an object label type netCDF cannot store, and the pandas method that fixes it.
+
+    Returns ``("", "")`` for a storable type.
+    """
+    if tz_aware is not None:
+        return "timezone-aware datetimes", ".tz_localize(None)"
+    if issubclass(t, bool | np.bool_):
+        return "booleans in an object array", ".astype(bool)"
+    if issubclass(t, int | float | str | bytes | datetime | timedelta):
+        return "", ""
+    if issubclass(t, np.datetime64 | np.timedelta64):
+        return "", ""
+    if issubclass(t, tuple):
+        return "tuples (a pandas MultiIndex?)", ".to_flat_index().map(str)"
+    if issubclass(t, pd.Period):
+        return "pandas Periods", ".to_timestamp()"
+    if issubclass(t, pd.Interval):
+        return "pandas Intervals", ".astype(str)"
+    return f"objects of type {t.__name__}", ".map(str)"
+
+
+def _label_remedy(V: Any, axis: str) -> Callable[[str], str]:
+    """How to convert ``V``'s ``axis`` labels, written for V's kind, given the pandas method."""
     if isinstance(V, pd.DataFrame):
         attr = "index" if axis == "row" else "columns"
-        return f"df.{attr} = df.{attr}.astype(str)"
-    return f"V = V.assign_coords({axis}=V[{axis!r}].astype(str))"
+        return lambda how: f"df.{attr} = df.{attr}{how}"
+    return lambda how: f"V = V.assign_coords({axis}=V.indexes[{axis!r}]{how})"
 
 
 def _check_dtype(dtype: Any, name: str) -> None:
@@ -339,6 +388,93 @@ def _as_missing(mask: Any, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarr
     return r.astype(np.int64), c.astype(np.int64)
 
 
+def align_mask(mask: Any, row: Any, column: Any, name: str = "V") -> Any:
+    """Reorder a labelled mask to V's labels; a mask without labels is returned as it is.
+
+    A pandas DataFrame mask, or an xarray DataArray mask with coordinates, whose labels
+    are V's (``row``, ``column``; None where V has none) in another order is aligned to
+    V by label (as pandas aligns), never read by position. Dims ``("column", "row")``
+    are transposed by name. A NumPy or SciPy mask, or an axis where either has no
+    labels, stays positional.
+
+    Returns
+    -------
+    numpy.ndarray or the mask itself
+        The mask's values in V's order, or ``mask`` unchanged when it has no labels.
+
+    Raises
+    ------
+    ValueError
+        The mask's labels on an axis are not V's (the differing labels are named), or
+        repeat one.
+    TypeError
+        A DataFrame mask holding missing values (NaN, ``pd.NA``).
+    """
+    if isinstance(mask, xr.DataArray):
+        if set(mask.dims) == {"row", "column"}:
+            mask = mask.transpose("row", "column")
+        if mask.ndim != 2:
+            return mask  # the shape check names it
+        labels = [mask.indexes[d] if d in mask.indexes else None for d in mask.dims]
+        values = np.asarray(mask.values)
+    elif isinstance(mask, pd.DataFrame):
+        labels = [mask.index, mask.columns]
+        values = _frame_mask_values(mask)
+    else:
+        return mask
+    for ax, (axis, mine, theirs) in enumerate(zip(DIMS, (row, column), labels, strict=True)):
+        if mine is None or theirs is None:
+            continue
+        v_idx = pd.Index(mine)
+        if theirs.equals(v_idx):
+            continue
+        if theirs.has_duplicates:
+            dup = _shown(theirs[theirs.duplicated()].unique())
+            raise ValueError(
+                f"mask has duplicated {axis} labels ({dup}); a labelled mask is aligned to "
+                f"{name} by label: give it {name}'s {axis} labels once each"
+            )
+        pos = theirs.get_indexer(v_idx)
+        only_v, only_m = v_idx[pos < 0], theirs[~theirs.isin(v_idx)]
+        if only_v.size or only_m.size:
+            raise ValueError(
+                f"mask's {axis} labels are not {name}'s: "
+                + "; ".join(
+                    f"{n} {axis} label(s) {where} ({_shown(ix)})"
+                    for n, where, ix in (
+                        (only_v.size, f"of {name} not in the mask", only_v),
+                        (only_m.size, f"of the mask not in {name}", only_m),
+                    )
+                    if n
+                )
+                + f". A labelled mask is aligned to {name} by label: give it {name}'s "
+                "labels (in any order), or pass mask.to_numpy() to apply it by position"
+            )
+        values = np.take(values, pos, axis=ax)
+    return values
+
+
+def _shown(labels: pd.Index) -> str:
+    """Return the first five labels, for a message."""
+    return ", ".join(_label(x) for x in labels[:5]) + (", ..." if labels.size > 5 else "")
+
+
+def _frame_mask_values(mask: pd.DataFrame) -> np.ndarray:
+    """Return a DataFrame mask's values, pandas nullable ``boolean`` / ``Int64`` as NumPy."""
+    if not any(hasattr(d, "numpy_dtype") for d in mask.dtypes):
+        return np.asarray(mask.values)
+    na = mask.isna().to_numpy()
+    if na.any():
+        i, j = np.argwhere(na)[0]
+        raise TypeError(
+            f"mask holds a missing value (first at row {_label(mask.index[i])}, column "
+            f"{_label(mask.columns[j])}); a mask says for every entry whether it is "
+            "missing: fill it, e.g. mask.fillna(True)"
+        )
+    dtypes = [getattr(d, "numpy_dtype", d) for d in mask.dtypes]
+    return mask.to_numpy(dtype=np.result_type(*dtypes))
+
+
 def _mask_values(m: np.ndarray) -> np.ndarray:
     """Return a mask's values as bool: booleans, or integers that are all 0 or 1 (TypeError)."""
     if m.dtype == np.bool_:
@@ -411,7 +547,9 @@ def as_counts(
         given.
     mask : array_like of bool, shape (F, N), optional
         ``True`` marks a **missing** entry, left out of the likelihood; such entries may
-        be NaN in ``V``.
+        be NaN in ``V``. A DataFrame (or DataArray with coordinates) mask is aligned to
+        ``V``'s labels by label when ``V`` has labels (see :func:`align_mask`); other
+        masks apply by position.
     missing : {"raise", "mask"}
         What NaN, ``pd.NA`` and empty cells outside ``mask`` do: ``"raise"`` refuses
         them (the message names the first one), ``"mask"`` makes them masked (missing)
@@ -432,25 +570,33 @@ def as_counts(
     Raises
     ------
     TypeError
-        For bool, object, string or other non-numeric dtypes, or a non-boolean mask.
+        For bool, object, string or other non-numeric dtypes, a non-boolean mask, or
+        row / column labels of mixed types or that netCDF cannot store (tuples of a
+        MultiIndex, Period, Interval, timezone-aware datetimes; see
+        :func:`check_label_types`).
     ValueError
         For input that is not 2-D, has no rows or columns, duplicated labels, negative,
         non-integer, infinite or missing values (the latter unless ``missing="mask"``),
-        counts past 2**53, all zeros, or a mask of the wrong shape. Messages name the
+        counts past 2**53, all zeros, a mask of the wrong shape, or a labelled mask
+        whose labels are not V's. Messages name the
         entry by its row and column labels (and its line, for a table read from a file).
     """
     if missing not in ("raise", "mask"):
         raise ValueError(f"missing must be 'raise' or 'mask', got {missing!r}")
+    kept = None
     if isinstance(V, Counts):
         if mask is None:
             return V
-        V, mask = _unpack_with_mask(V, mask)
+        kept = Where(V.row, V.column)  # sparse values come back without them
+        V, mask = _unpack_with_mask(V, align_mask(mask, V.row, V.column, name))
     if isinstance(V, xr.DataArray) and set(V.dims) == {"row", "column"}:
         V = V.transpose("row", "column")  # by name: ("column", "row") is not read by position
-    where = _coords_of(V)
+    where = _coords_of(V) if kept is None else kept
     for labels, axis in ((where.row, "row"), (where.column, "column")):
+        check_label_types(labels, axis, name, _label_remedy(V, axis))  # [True, 1]: not duplicates
         check_unique(labels, axis, name)
-        check_label_types(labels, axis, name, _label_remedy(V, axis))
+    if mask is not None:
+        mask = align_mask(mask, where.row, where.column, name)
     coo, arr = _read_input(V, name, where)
     if coo is not None:
         values, nz, missing_rc = _sparse_entries(coo, mask, missing, name, where, integer)

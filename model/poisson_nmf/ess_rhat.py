@@ -39,7 +39,10 @@ import numpy as np
 from scipy.fft import irfft, next_fast_len, rfft
 from scipy.special import ndtri
 
-__all__ = ["RankDiagnostics", "average_ranks", "rank_diagnostics"]
+__all__ = ["MIN_DRAWS", "RankDiagnostics", "average_ranks", "rank_diagnostics"]
+
+#: draws per chain below which R-hat and ESS are undefined (NaN), as in ArviZ
+MIN_DRAWS = 4
 
 # values per block of entries (chains x draws x entries): bounds the temporaries (each
 # float64 copy of a block is 8 MB) whatever the number of draws; blocks run on threads
@@ -129,7 +132,7 @@ def _block(x: np.ndarray, tail_prob: float, mcse: bool) -> tuple[np.ndarray, ...
     """Return the four diagnostics of a block ``x`` of shape (entries, chains, draws)."""
     E, n_chain, n_draw = x.shape
     nan = np.full(E, np.nan)
-    if n_draw < 4:
+    if n_draw < MIN_DRAWS:
         return nan, nan, nan, nan
     bad = np.isnan(x).any(axis=(1, 2))
     split = _split(x)

@@ -507,8 +507,8 @@ def _format_version(p: Path, attrs: Any) -> int:
         )
     raw = attrs["format_version"]
     raw = raw.item() if isinstance(raw, np.generic | np.ndarray) and np.size(raw) == 1 else raw
-    if isinstance(raw, str) and raw.strip().isdigit():
-        raw = int(raw)  # an attribute rewritten as text by another tool
+    if isinstance(raw, str) and raw.strip().isascii() and raw.strip().isdigit():
+        raw = int(raw)  # an attribute rewritten as text by another tool ("²" is no digit)
     if isinstance(raw, bool) or not isinstance(raw, int) or raw < 1:
         raise FitFormatError(
             f"{str(p)!r} has format_version {raw!r}, which is not a fit format (a positive "

@@ -84,6 +84,15 @@ def test_fit_stops_at_its_budget_and_resumes(tmp_path, digits_csv, capsys):
         last = capsys.readouterr().err.strip().splitlines()[-1]  # after the data's warning
         assert last.startswith("poisson-nmf: error: --resume continues the stored run, ")
         assert said in last and last.endswith("(without --resume)")
+    # a budget not above the held draws is named by its option, not its Python name
+    for extra, said in (
+        (["--max-draws", "40"], "--max-draws (now 40)"),
+        (["--max-draws", "80", "--draws", "30"], "--draws (now 30)"),
+    ):
+        assert main([*base, "--resume", str(first / "fit.nc"), "--out", str(more), *extra]) == 2
+        last = capsys.readouterr().err.strip().splitlines()[-1]
+        held = "poisson-nmf: error: --resume holds 40 draws per chain: pass a larger"
+        assert last == f"{held} {said} to continue it"
     assert not more.exists()
     assert main(args) == 0
     fit = pnmf.load_fit(more / "fit.nc")
@@ -207,3 +216,15 @@ def test_os_errors_are_one_plain_line(tmp_path, digits_csv, capsys):
     last = capsys.readouterr().err.strip().splitlines()[-1]
     assert last.startswith("poisson-nmf: error: File exists: ")
     assert "Errno" not in last and "PosixPath" not in last
+
+
+def test_one_chain_needs_draws(tmp_path, digits_csv, capsys):
+    # without --draws the run samples until R-hat is met, which one chain never gives
+    args = ["fit", str(digits_csv), "-k", "2", "--chains", "1", "--out", str(tmp_path / "o")]
+    assert main(args) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last == (
+        "poisson-nmf: error: without --draws the run samples until R-hat and ESS are met, "
+        "and R-hat needs at least 2 chains: pass --chains 2 or more, or --draws N"
+    )
+    assert not (tmp_path / "o").exists()

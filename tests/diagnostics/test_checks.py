@@ -11,6 +11,7 @@ import xarray as xr
 import poisson_nmf as pnmf
 from poisson_nmf.diagnostics import Check, Threshold, convergence_checks
 from poisson_nmf.diagnostics import checks as ck
+from poisson_nmf.diagnostics.ppc import interval_percent
 from tests.diagnostics.trees import hand_tree, with_values
 
 NAN = float("nan")
@@ -92,6 +93,16 @@ def test_r_hat_needs_two_chains():
     assert not r.passed and r.detail == "R-hat needs at least 2 chains"
 
 
+def test_fewer_than_four_draws_are_named_as_the_cause():
+    # R-hat and ESS are NaN under 4 draws per chain: not "non-finite draws?"
+    e = _entries([NAN, NAN], [NAN, NAN], [NAN, NAN], [False, False])
+    checks = convergence_checks(e, 2, 1.01, 100, n_draws=3)
+    for c in checks:
+        assert not c.passed
+        assert c.detail == "R-hat and ESS need at least 4 draws per chain, the run has 3: draw more"
+    assert "non-finite draws?" in convergence_checks(e, 2, 1.01, 100, n_draws=4)[0].detail
+
+
 def test_mcse_is_information():
     e = _entries([1.0] * 3, [900] * 3, [900] * 3, [False] * 3, mcse=[0.5, 0.01, NAN])
     c = ck.check_mcse(e)
@@ -151,6 +162,11 @@ def test_predictive_checks_from_too_few_draws_are_not_computed():
     assert not ck.check_ppc_coverage(at).passed and not ck.check_ppc_discrepancy(at).passed
     wide = ck.check_ppc_coverage(_ppc(prob=0.99, coverage=0.99, n_draws=100))
     assert wide.status == "n/a" and "needs at least 200" in wide.detail
+    # a 99.5 % interval is not written "100%"
+    c = ck.check_ppc_coverage(_ppc(prob=0.995, coverage=0.99, n_draws=100))
+    assert "a central 99.5% interval needs at least 400" in c.detail
+    assert c.label == "observed counts inside their 99.5% predictive interval"
+    assert [interval_percent(p) for p in (0.9, 0.995, 1e-9)] == ["90%", "99.5%", "1e-07%"]
 
 
 def test_coverage_shortfall_beyond_chance_warns():

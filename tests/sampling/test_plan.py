@@ -77,3 +77,22 @@ def test_a_lowered_draw_budget_leaves_room_for_pointwise_draws():
     assert any("thinned to 100 draws" in m for m in said)
     assert run.draws == run.rule.max_draws == 1468
     assert mem.pointwise_draws == POINTWISE_FLOOR and mem.total <= 4e9
+
+
+def test_memory_is_planned_for_the_rounded_up_pointwise_draws(small_counts):
+    # add_pointwise_groups keeps ceil(20 / 3) = 7 draws per chain: 21 are planned
+    run = settle_arguments(_args(small_counts, draws=50, chains=3, pointwise_draws=20))
+    assert plan_run_memory(run)[1].pointwise_draws == 21
+    run = settle_arguments(_args(small_counts, draws=5, chains=3, pointwise_draws=20))
+    assert plan_run_memory(run)[1].pointwise_draws == 15  # at most every draw
+
+
+def test_one_chain_cannot_sample_until_clean(small_counts):
+    # R-hat needs two chains, so the rule could never be met: refused before any work
+    with pytest.raises(
+        ValueError,
+        match=r"^draws=None samples until R-hat and ESS are met, and R-hat needs at least 2 "
+        r"chains: pass chains >= 2, or an explicit draws=N$",
+    ):
+        settle_arguments(_args(small_counts, chains=1))
+    assert settle_arguments(_args(small_counts, chains=1, draws=10)).rule is None

@@ -180,6 +180,14 @@ def test_resume_of_a_variational_fit_says_so(counts):
         pnmf.sample_posterior(counts, 2, resume=vi, max_draws=100)
 
 
+def test_resume_of_a_loadings_fit_says_so(counts):
+    W = np.random.default_rng(0).dirichlet(np.ones(10), size=2).T
+    loadings = pnmf.fit_loadings(counts, W, method="map", random_seed=0)
+    with pytest.raises(TypeError, match=r"^resume: a fit_loadings tree \(loadings given W\) "
+                       r"cannot be resumed"):  # fmt: skip
+        pnmf.sample_posterior(counts, 2, resume=loadings, max_draws=100)
+
+
 def test_nuts_kwargs_are_stored_as_numbers():
     from poisson_nmf.sampling.stopping import kwargs_record, same_kwargs
 

@@ -182,7 +182,13 @@ def _sample_and_report(
             bar.detail(f"continuing {resume}'s chains")
             resume = load_fit(resume)
             _check_resume_options(resume, settings)
+            _check_resume_budget(resume, run)
             settings = {}  # the stored run's are used
+        elif run.draws is None and run.chains < 2:
+            raise ValueError(
+                "without --draws the run samples until R-hat and ESS are met, and R-hat "
+                "needs at least 2 chains: pass --chains 2 or more, or --draws N"
+            )
         elif run.draws is None:
             bar.detail(f"{run.chains} chains x {run.tune} + up to {run.max_draws} steps")
         else:
@@ -211,6 +217,19 @@ def _sample_and_report(
 # the options --resume takes from the stored run: their names and defaults
 _RESUMED_OPTIONS = {"priors": ("--priors", DEFAULT_PRIORS), "tune": ("--tune", 1000),
                     "chains": ("--chains", 4), "random_seed": ("--seed", 0)}  # fmt: skip
+
+
+def _check_resume_budget(tree: Any, run: Sampling) -> None:
+    """Refuse --draws / --max-draws not above the draws the resumed run holds (by option)."""
+    if "posterior" not in tree.children or "chain" not in tree["posterior"].sizes:
+        return  # not a run of chains: sample_posterior says what it is
+    held = int(tree["posterior"].sizes["draw"])
+    opt, asked = ("--max-draws", run.max_draws) if run.draws is None else ("--draws", run.draws)
+    if asked <= held:
+        raise ValueError(
+            f"--resume holds {held} draws per chain: pass a larger {opt} (now {asked}) "
+            "to continue it"
+        )
 
 
 def _check_resume_options(tree: Any, settings: dict[str, Any]) -> None:

@@ -22,6 +22,8 @@ import numpy as np
 import pandas as pd
 
 from ..convergence import summarize_convergence
+from ..ess_rhat import MIN_DRAWS
+from .ppc import interval_percent
 
 __all__ = [
     "PPC_MIN_DRAWS",
@@ -166,6 +168,7 @@ def convergence_checks(
     *,
     what: str = "entries",
     advice: str = "",
+    n_draws: int | None = None,
 ) -> list[Check]:
     """Check R-hat and bulk and tail ESS of a per-entry table (see :mod:`..convergence`).
 
@@ -180,6 +183,8 @@ def convergence_checks(
         What the entries are called in the messages (``"entries"``, ``"loadings"``).
     advice : str
         Appended to a failure's detail (e.g. how to resume a run stopped at its budget).
+    n_draws : int, optional
+        Draws per chain: under 4, R-hat and ESS are undefined, and the details say so.
 
     Returns
     -------
@@ -193,16 +198,21 @@ def convergence_checks(
     const_note = (
         f" ({conv.n_constant} constant by construction, left out)" if conv.n_constant else ""
     )
+    few = n_draws is not None and n_draws < MIN_DRAWS
     undef_note = (
         f"; {conv.n_undefined} {what} vary but have no finite R-hat or ESS (non-finite draws?)"
-        if conv.n_undefined
+        if conv.n_undefined and not few
         else ""
     ) + advice
+    too_few = (
+        f"R-hat and ESS need at least {MIN_DRAWS} draws per chain, the run has {n_draws}: "
+        "draw more" + advice
+    )
     checks = [
         Check(
             "r_hat", f"R-hat (rank-normalised), largest over {what}", conv.worst_r_hat,
             Threshold("<=", r_hat_max), conv.r_hat_ok, "fail",
-            "R-hat needs at least 2 chains" if C < 2 else
+            "R-hat needs at least 2 chains" if C < 2 else too_few if few else
             f"{conv.n_r_hat_above} of {n_live} {what} have R-hat > {r_hat_max}{const_note}; "
             "run longer or check the modes" + undef_note
             if not conv.r_hat_ok else
@@ -217,6 +227,7 @@ def convergence_checks(
             Check(
                 f"ess_{kind}", f"ESS {kind}, smallest over {what}",
                 getattr(conv, f"min_ess_{kind}"), ess_rule, ok, "fail",
+                too_few if few else
                 f"{low} of {n_live} {what} have {kind} ESS < {ess_min:g}{const_note}; "
                 "draw more" + undef_note if not ok
                 else f"all {n_live} {what} have {kind} ESS >= {ess_min:g}{const_note}",
@@ -323,16 +334,17 @@ def check_ppc_coverage(ppc: dict) -> Check:
     :func:`ppc_min_draws` draws the check is not computed (``"info"``).
     """
     prob = ppc["prob"]
-    few = _too_few_draws("ppc_coverage", f"observed counts inside their {prob:.0%} predictive "
+    pct = interval_percent(prob)
+    few = _too_few_draws("ppc_coverage", f"observed counts inside their {pct} predictive "
                          "interval", ppc["n_draws"], ppc_min_draws(prob),
-                         f"a central {prob:.0%} interval")  # fmt: skip
+                         f"a central {pct} interval")  # fmt: skip
     if few is not None:
         return few
     need = prob - THRESHOLDS["coverage_shortfall"]
     short = ppc["coverage"] < need and ppc["coverage_p"] < COVERAGE_ALPHA
     inside = f"{ppc['coverage']:.1%} of the {ppc['n_entries']} counts fall inside"
     return Check(
-        "ppc_coverage", f"observed counts inside their {prob:.0%} predictive interval",
+        "ppc_coverage", f"observed counts inside their {pct} predictive interval",
         ppc["coverage"], Threshold(">=", need, f"or binomial p >= {COVERAGE_ALPHA}"),
         not short, "warn",
         f"{inside} (binomial p = {ppc['coverage_p']:.2g}); the data vary more than "

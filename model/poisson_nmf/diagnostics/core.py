@@ -195,7 +195,7 @@ def _sampling_checks(
     ebfmi = _ebfmi(idata)
     modes = detect_modes(idata)
     checks = ck.convergence_checks(
-        entries, C, r_hat_max, ess_min, advice=budget_advice(idata.attrs)
+        entries, C, r_hat_max, ess_min, advice=budget_advice(idata.attrs), n_draws=D
     )
     checks += [
         ck.check_mcse(entries),

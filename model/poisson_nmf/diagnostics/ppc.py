@@ -22,7 +22,15 @@ from scipy.stats import binom
 from ..memory import CHUNK_BYTES
 from ..observed import observed_counts, observed_layout, observed_values_at
 
-__all__ = ["draw_rates", "observed_at", "ppc_summary"]
+__all__ = ["draw_rates", "interval_percent", "observed_at", "ppc_summary"]
+
+
+def interval_percent(prob: float) -> str:
+    """Write an interval's mass as a percentage with the digits it has (0.995: "99.5%").
+
+    Rounding to whole percents would call a 99.5 % interval "100%".
+    """
+    return f"{float(prob) * 100:.6g}%"
 
 
 def draw_rates(

@@ -15,6 +15,7 @@ from typing import Any, Literal
 import xarray as xr
 
 from ..diagnostics import Diagnosis, entry_label
+from ..diagnostics.ppc import interval_percent
 from ..observed import observed_counts
 from .formatting import fmt_int, fmt_num
 
@@ -205,7 +206,8 @@ def ppc_section(diag: Diagnosis, figures: dict[str, str]) -> list[Block]:
         Block(
             "p",
             f"From {p['n_draws']} predictive draws of {which}: {p['coverage']:.1%} of the "
-            f"counts lie inside their central {p['prob']:.0%} predictive interval; the "
+            f"counts lie inside their central {interval_percent(p['prob'])} predictive "
+            "interval; the "
             f"chi-square discrepancy of the data averages {fmt_num(p['realised_mean'])} "
             f"against {fmt_num(p['replicated_mean'])} for replicated data (posterior "
             f"predictive p = {p['ppp']:.3f}).",

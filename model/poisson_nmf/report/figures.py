@@ -23,7 +23,7 @@ import numpy as np
 import xarray as xr
 
 from ..diagnostics import Diagnosis, entry_label
-from ..diagnostics.ppc import observed_at
+from ..diagnostics.ppc import interval_percent, observed_at
 
 __all__ = ["FIGURES", "draw_figures", "image_axis"]
 
@@ -219,7 +219,8 @@ def _fig_ppc_checks(diag: Diagnosis, path: Path) -> None:
     a1.set_ylim(0, 1.02)
     a1.set_xlabel("observed count")
     a1.set_ylabel("share inside interval")
-    a1.set_title(f"coverage {ppc['coverage']:.1%} overall (dashed: nominal {ppc['prob']:.0%})")
+    nominal = interval_percent(ppc["prob"])
+    a1.set_title(f"coverage {ppc['coverage']:.1%} overall (dashed: nominal {nominal})")
     r, p = disc["realised"].to_numpy(), disc["replicated"].to_numpy()
     a2.scatter(r, p, s=8, alpha=0.5, color="#dd8452")
     lo, hi = min(r.min(), p.min()), max(r.max(), p.max())

@@ -175,8 +175,10 @@ def sample_posterior(
         Chains to keep after mode detection: all (default), those in the main mode,
         or the given chain positions.
     pointwise_draws : int or None
-        Most draws in all for ``log_likelihood`` and ``posterior_predictive``
-        (thinned evenly within chains); ``None`` keeps all, ``0`` leaves them out.
+        Draws in all for ``log_likelihood`` and ``posterior_predictive``, rounded up
+        to a multiple of the chains (at most every draw; thinned evenly within chains:
+        ``chains=3, pointwise_draws=20`` keeps 7 per chain, 21); ``None`` keeps all,
+        ``0`` leaves them out.
     max_memory : str, int or None
         Budget for everything the run stores and computes afterwards (default "4GB";
         None: no limit), planned before sampling by :func:`poisson_nmf.memory.plan_memory`:

@@ -211,7 +211,8 @@ def plan_run_memory(
             )
             run = replace(run, rule=replace(rule, max_draws=fit), draws=fit)
     draws, pw = run.draws, run.pointwise_draws
-    n_req = draws * chains if pw is None else min(pw, draws * chains)
+    # each chain keeps ceil(pw / chains) draws (add_pointwise_groups): planned as such
+    n_req = draws * chains if pw is None else min(-(-pw // chains) * chains, draws * chains)
     entries = pointwise_entries(counts) if n_req else None
     mem = plan_memory(
         F, N, K, chains=chains, draws=draws,
@@ -269,6 +270,11 @@ def stopping_rule(
         raise ValueError(
             "draws=None (sample until clean) needs sampler='nutpie'; give sampler='pymc' "
             "an explicit number of draws"
+        )
+    if int(chains) < 2:  # R-hat is undefined with one chain: the rule could never be met
+        raise ValueError(
+            "draws=None samples until R-hat and ESS are met, and R-hat needs at least 2 "
+            "chains: pass chains >= 2, or an explicit draws=N"
         )
     return StoppingRule(
         float(target_rhat), float(target_ess), int(chains), int(max_draws),

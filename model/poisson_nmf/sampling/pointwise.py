@@ -1,9 +1,9 @@
 """The pointwise groups: ``log_likelihood`` and ``posterior_predictive`` per observed entry.
 
-They have one value per draw and observed entry, so they hold at most
-``pointwise_draws`` draws in all (thinned evenly within each chain; coordinate ``draw``
-keeps the original draw numbers), in float32 (log-likelihood) and int32 (predictive
-counts; past the int32 range int64, never wrapped), computed in chunks.
+They have one value per draw and observed entry, so they hold ``pointwise_draws``
+draws in all, rounded up to a multiple of the chains (thinned evenly within each chain;
+coordinate ``draw`` keeps the original draw numbers), in float32 (log-likelihood) and
+int32 (predictive counts; past the int32 range int64, never wrapped), computed in chunks.
 
 Sparse input with more than 200,000 observed entries keeps them on an ``entry`` dim:
 every non-zero, and a fixed random subsample of m = max(nnz, 50,000) observed zeros with
@@ -154,13 +154,18 @@ def add_pointwise_groups(
 ) -> None:
     """Add ``log_likelihood`` and ``posterior_predictive`` of ``n_draws`` draws in all.
 
+    Each chain keeps ``ceil(n_draws / chains)`` draws (evenly spaced; at most all of
+    them), so the groups hold at least ``n_draws`` draws (up to ``chains - 1`` more)
+    when the chains have that many: a floor such as the predictive checks' 20 draws is
+    met whatever the number of chains.
+
     W (C, D, F, K), H (C, D, K, N) aligned; ``entries`` from :func:`pointwise_entries`
     (None: every observed entry). Dims (chain, draw, row, column), or (chain, draw,
     entry) with a mask or ``entries`` (with ``weight`` for the latter).
     """
     chains, draws = W.shape[:2]
     F, N = counts.shape
-    per_chain = max(1, n_draws // chains)
+    per_chain = min(draws, max(1, -(-n_draws // chains)))  # rounded up, at most every draw
     draw_idx = np.unique(np.linspace(0, draws - 1, per_chain).round().astype(int))
     ent = None if entries is None else entries[:2]
     ll_pw, pp = pointwise(counts, W, H, draw_idx, rng, workers, chunk, ent)

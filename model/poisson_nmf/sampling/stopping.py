@@ -53,6 +53,7 @@ from ..align import Normalize, align_factors
 from ..convergence import ConvergenceSummary, constant_mask, summarize_convergence
 from ..ess_rhat import rank_diagnostics
 from ..exceptions import warn_user
+from ..io import is_loadings_tree
 from ..observed import observed_counts, same_counts
 
 __all__ = ["ConvergenceMonitor", "StoppingRule", "run_until"]
@@ -484,6 +485,12 @@ RESUMED = {"priors": "priors", "tune": "tune", "chains": "chains", "random_seed"
 
 def _stored_settings(tree: Any) -> dict[str, Any]:
     """Return the JSON ``settings`` of a sample_posterior tree (TypeError for anything else)."""
+    if isinstance(tree, xr.DataTree) and is_loadings_tree(tree):
+        raise TypeError(
+            "resume: a fit_loadings tree (loadings given W) cannot be resumed, it has no "
+            "chains of W and H to continue; pass a tree from sample_posterior (or load_fit "
+            "of one), or call fit_loadings again with more draws"
+        )
     if not isinstance(tree, xr.DataTree) or "settings" not in tree.attrs:
         raise TypeError(
             "resume must be a tree from sample_posterior or load_fit (with attrs['settings']), "
