@@ -64,7 +64,7 @@ def test_numpy_integers_are_settled_to_ints():
 def test_a_lowered_draw_budget_leaves_room_for_pointwise_draws():
     # all digits, K = 10, draw until clean at the default 4 GB: 4000 draws per chain do
     # not fit; the budget is lowered so that at least POINTWISE_FLOOR pointwise draws
-    # (LOO, predictive checks) still fit, instead of squeezing them out
+    # (LOO, predictive checks) still fit, instead of squeezing them out (POINTWISE_FLOOR)
     from poisson_nmf import load_digits
     from poisson_nmf.memory import POINTWISE_FLOOR, MemoryBudgetWarning
 
@@ -73,9 +73,9 @@ def test_a_lowered_draw_budget_leaves_room_for_pointwise_draws():
     with pytest.warns(MemoryBudgetWarning) as rec:
         run, mem, _ = plan_run_memory(settle_arguments(_args(V, n_components=10)))
     said = [str(w.message) for w in rec]
-    assert any("stops at 1468 draws per chain" in m for m in said)
-    assert any("thinned to 100 draws" in m for m in said)
-    assert run.draws == run.rule.max_draws == 1468
+    assert any("stops at 1560 draws per chain" in m for m in said)
+    assert any(f"thinned to {POINTWISE_FLOOR} draws" in m for m in said)
+    assert run.draws == run.rule.max_draws == 1560
     assert mem.pointwise_draws == POINTWISE_FLOOR and mem.total <= 4e9
 
 
