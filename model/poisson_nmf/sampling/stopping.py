@@ -204,6 +204,10 @@ class ConvergenceMonitor:
         self._x, self.checks = [], []
         self.reason, self.last_check_s, self._suspects = "", 0.0, None
 
+    def release(self) -> None:
+        """Drop the aligned copy of the draws once the rule has decided (keeps the record)."""
+        self._x, self._suspects = [], None
+
     def add(self, blocks: list[np.ndarray]) -> None:
         """Align and keep a new block of draws of x per chain (d_new, n).
 
