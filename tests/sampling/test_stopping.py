@@ -246,23 +246,31 @@ def test_sbc_through_the_stopping_rule(capsys):
     assert res.passed, res.failed
 
 
-def test_checks_screen_the_worst_entries_first_with_the_same_decision():
-    # a monitor fed independent draws of 30 x 3 W and 3 x 20 H (150 entries), one entry of
-    # H shifted in chain 0 so that it never mixes: each check after the first computes
-    # only the suspects (the worst at the previous check) and stops at the failing one;
-    # the decision is the one of computing every entry
-    from poisson_nmf.sampling.stopping import MIN_SUSPECTS, ConvergenceMonitor
+def _monitor_of_factors(F, K, N, rule, normalize, seed):
+    """A ConvergenceMonitor whose draws of x are W's entries then H's, as they are."""
+    from poisson_nmf.sampling.stopping import ConvergenceMonitor
 
-    F, K, N = 30, 3, 20
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
     W_ref, H_ref = rng.gamma(5.0, 1.0, (F, K)), rng.gamma(5.0, 1.0, (K, N))
     W_ref /= W_ref.sum(0)
 
     def unpack(x):
         return x[:, : F * K].reshape(-1, F, K), x[:, F * K :].reshape(-1, K, N)
 
+    return ConvergenceMonitor(rule, unpack, W_ref, H_ref, normalize), rng
+
+
+def test_checks_screen_the_worst_entries_first_with_the_same_decision():
+    # a monitor fed independent draws of 30 x 3 W and 3 x 20 H (150 entries), one entry of
+    # H shifted in chain 0 so that it never mixes: each check after the first computes
+    # only the suspects (the worst at the previous check) and stops at the failing one;
+    # the decision is the one of computing every entry
+    from poisson_nmf.sampling.stopping import MIN_SUSPECTS
+
+    F, K, N = 30, 3, 20
     rule = StoppingRule(chains=2, target_ess=100, max_draws=1000, check_every=250)
-    mon = ConvergenceMonitor(rule, unpack, W_ref, H_ref, "W")
+    mon, rng = _monitor_of_factors(F, K, N, rule, "W", seed=0)
+    W_ref, H_ref = mon.W_ref, mon.H_ref
     for d in (250, 500):
         blocks = []
         for c in range(2):
@@ -277,3 +285,41 @@ def test_checks_screen_the_worst_entries_first_with_the_same_decision():
     # the screened check found the failing entry: its worst R-hat is the whole run's
     summary, _ = rule.assess(mon.draws())
     assert not summary.clean and second["worst_r_hat"] == pytest.approx(summary.worst_r_hat)
+
+
+def test_monitor_keeps_draws_in_one_array_and_checks_them_in_place():
+    # the draws are kept in order in one array planned for max_draws per chain; a check
+    # reads a view of it (no stacked copy), and blocks beyond the plan still fit
+    F, K, N = 4, 2, 3
+    rule = StoppingRule(chains=2, target_ess=10, max_draws=20, check_every=10)
+    mon, rng = _monitor_of_factors(F, K, N, rule, "H", seed=1)
+    W_ref, H_ref = mon.W_ref, mon.H_ref
+    sent = []
+    for d in (10, 20, 30):  # the third block goes past max_draws
+        blocks = [
+            np.concatenate(
+                [
+                    (W_ref * rng.gamma(50.0, 1 / 50.0, (10, F, K))).reshape(10, -1),
+                    (H_ref * rng.gamma(50.0, 1 / 50.0, (10, K, N))).reshape(10, -1),
+                ],
+                axis=1,
+            )
+            for _ in range(2)
+        ]
+        sent.append(blocks)
+        mon.add(blocks)
+        assert mon.draws().shape == (2, d, F * K + K * N)
+    x = mon.draws()
+    assert np.shares_memory(x, mon._x)
+    # normalize="H" with the reference's order kept: the kept draws are the blocks' own
+    # W scaled by H's row sums; check the order of draws and chains through H's entries
+    for c in range(2):
+        H = np.concatenate([b[c][:, F * K :].reshape(-1, K, N) for b in sent])
+        np.testing.assert_allclose(x[c, :, F * K :].reshape(-1, K, N).sum(2), 1.0)
+        np.testing.assert_allclose(
+            x[c, :, F * K :].reshape(-1, K, N), H / H.sum(2, keepdims=True), rtol=1e-12
+        )
+    np.testing.assert_array_equal(mon.draws(np.array([1, 5])), x[:, :, [1, 5]])
+    mon.release()
+    with pytest.raises(RuntimeError, match="no draws"):
+        mon.draws()
