@@ -247,8 +247,6 @@ def sample_posterior(
         runs, sampler_info, monitor = sample_chains(run, dens, starts, seeds.chains, st, bar,
                                                     quiet=progress is False)  # fmt: skip
         sampling_time = time.perf_counter() - t_sample
-        if monitor is not None:
-            monitor.release()  # its aligned copy of the draws: not needed from here
         run = replace(run, draws=runs[0][0].shape[0])
         bar.phase("aligning the draws")
         aligned = align_chains(runs, dens, st.W_ref, st.H_ref, run.normalize)

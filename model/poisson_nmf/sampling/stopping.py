@@ -426,6 +426,7 @@ def run_until(
             prev = d
             if stop:
                 break
+        monitor.release()  # decided: the aligned copy goes before the kept draws are read
         return _kept_prefix(samplers, kept, progress, done + tune)
     finally:
         for s in samplers:
