@@ -9,7 +9,8 @@ defaults (or ``--draws/--tune/--chains``) and diagnosed with ``diagnose`` at its
 defaults. The script prints, for every check, the share of data sets on which it fired
 (not passed; warn and fail checks, and the info notices separately) with its 95 %
 binomial interval (scipy's ``binomtest``, Clopper-Pearson), then every FAIL with its
-inputs, so that it can be rerun alone.
+inputs, so that it can be rerun alone (``--resume-fails`` reruns each FAIL that stopped
+at its budget and resumes it with twice the budget, as ``diagnose`` advises).
 
 Targets (issue 18): each model-fit warning (``ppc_coverage``, ``ppc_discrepancy``) fires
 on at most about 5 % of data sets from the model; FAIL is rare.
@@ -18,6 +19,7 @@ on at most about 5 % of data sets from the model; FAIL is rare.
                                                          # run again to go on from fa.json)
     python benchmarks/false_alarms.py --n 40 --max-size 40 --draws 300 --tune 300
     python benchmarks/false_alarms.py --quick            # smoke test
+    python benchmarks/false_alarms.py --json fa.json --resume-fails   # then resume FAILs
 """
 
 from __future__ import annotations
@@ -65,19 +67,23 @@ def draw_counts(case: dict) -> np.ndarray:
     return rng.poisson(W @ H)
 
 
+def _data(case: dict) -> np.ndarray | sp.csr_array:
+    """The counts of a data set as they are passed (every other one sparse)."""
+    V = draw_counts(case)
+    return sp.csr_array(V) if case["sparse"] else V
+
+
 def run_one(case: dict, draws: int | None, tune: int | None, chains: int | None) -> dict:
     import poisson_nmf as pnmf
 
-    V = draw_counts(case)
-    if V.sum() == 0:
+    X = _data(case)
+    if X.sum() == 0:
         return {**case, "skipped": "all zeros"}
     kw = {k: v for k, v in {"draws": draws, "tune": tune, "chains": chains}.items() if v}
     t = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the verdict is what is counted
-        idata = pnmf.sample_posterior(
-            sp.csr_array(V) if case["sparse"] else V, case["K"], random_seed=case["i"], **kw
-        )
+        idata = pnmf.sample_posterior(X, case["K"], random_seed=case["i"], **kw)
         d = pnmf.diagnose(idata)
     fired = [c.name for c in d.checks if not c.passed]
     return {
@@ -92,6 +98,38 @@ def run_one(case: dict, draws: int | None, tune: int | None, chains: int | None)
         "draws_per_chain": int(idata["posterior"].sizes["draw"]),
         "divergences": int(idata["sample_stats"]["diverging"].sum()),
     }
+
+
+def resume_fail(row: dict) -> str:
+    """Run a FAIL's data set again and resume it as ``diagnose`` advises; one line.
+
+    For a run stopped at its budget (``max_draws``) at the defaults: the same call again,
+    then ``sample_posterior(..., resume=idata, max_draws=2 x the budget)`` and
+    ``diagnose``. The line gives the verdict, why it stopped, the draws per chain and each
+    check of the continued run.
+    """
+    import poisson_nmf as pnmf
+
+    case = {k: row[k] for k in _CASE_KEYS}
+    if row["stopped"] != "max_draws" or any(row.get("settings", {}).values()):
+        return f"{case['i']}: not a run at the defaults stopped at max_draws; not resumed"
+    X = _data(case)
+    t = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        idata = pnmf.sample_posterior(X, case["K"], random_seed=case["i"], progress=False)
+        budget = json.loads(idata.attrs["stopping"])["max_draws"]
+        res = pnmf.sample_posterior(X, case["K"], resume=idata, max_draws=2 * budget,
+                                    progress=False)  # fmt: skip
+        d = pnmf.diagnose(res)
+    st = json.loads(res.attrs["stopping"])
+    checks = ", ".join(f"{c['draws']}: R-hat {c['worst_r_hat']:.4f} ESS "
+                       f"{min(c['min_ess_bulk'], c['min_ess_tail']):.0f}"
+                       for c in st["checks"] if c["worst_r_hat"] is not None)  # fmt: skip
+    return (f"{case['i']}: resumed to max_draws={2 * budget}: {d.verdict}, stopped "
+            f"{st['reason']} at {st['draws_per_chain']} draws per chain, "
+            f"{int(res['sample_stats']['diverging'].sum())} divergences, "
+            f"{time.perf_counter() - t:.0f} s both runs (checks {checks})")  # fmt: skip
 
 
 def summarise(rows: list[dict]) -> pd.DataFrame:
@@ -181,6 +219,8 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     p.add_argument("--chains", type=int, default=None)
     p.add_argument("--json", default=None, help="also write every row here (as it goes)")
     p.add_argument("--quick", action="store_true", help="2 tiny data sets, short runs")
+    p.add_argument("--resume-fails", action="store_true",
+                   help="then resume each FAIL stopped at max_draws as diagnose says")  # fmt: skip
     a = p.parse_args(argv)
     if a.quick:
         a.n, a.max_size, a.draws, a.tune, a.chains = 2, 10, 60, 60, 2
@@ -215,6 +255,9 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     fails = [r for r in rows if r.get("verdict") == "fail"]
     for r in fails:
         print("FAIL", {k: r[k] for k in _CASE_KEYS}, r["reasons"])
+    if a.resume_fails:
+        for r in fails:
+            print("  " + resume_fail(r), flush=True)
     return table
 
 

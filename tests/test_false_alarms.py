@@ -47,3 +47,17 @@ def test_model_fit_warnings_are_rare_on_data_from_the_model():
     table = _bench()["main"](["--n", "20", "--max-size", "20", "--seed", "1"])
     fired = table.set_index("reason")["fired"]
     assert fired["ppc_coverage"] <= 2 and fired["ppc_discrepancy"] <= 2
+
+
+def test_resume_fails_only_resumes_runs_stopped_at_their_budget():
+    # a FAIL that stopped clean, or ran at other settings, is not resumed (the advice is
+    # for runs at the defaults that ran out of draws); nothing is sampled for it
+    case = _bench()["draw_case"](3, 0, 10)
+    resume_fail = _bench()["resume_fail"]
+    clean = {**case, "stopped": "clean", "settings": {"draws": None}}
+    assert (
+        resume_fail(clean)
+        == f"{case['i']}: not a run at the defaults stopped at max_draws; not resumed"
+    )
+    fixed = {**case, "stopped": "max_draws", "settings": {"draws": 60}}
+    assert resume_fail(fixed).endswith("not resumed")
