@@ -41,6 +41,14 @@ def main(argv: list[str] | None = None) -> list[tuple[float, float, str | None]]
     ap.add_argument("--every", type=float, default=1.0, help="seconds between samples")
     ap.add_argument("--json", default=None, metavar="PATH")
     a = ap.parse_args(argv)
+    if a.rows is not None and a.rows < 1:
+        ap.error(f"--rows must be >= 1, got {a.rows}")
+    if a.components < 1:
+        ap.error(f"--components must be >= 1, got {a.components}")
+    if not a.every > 0:
+        ap.error(f"--every must be > 0 seconds, got {a.every}")
+    if a.json and not os.path.isdir(os.path.dirname(os.path.abspath(a.json))):
+        ap.error(f"--json {a.json}: its folder does not exist")
 
     import poisson_nmf as pnmf
     from poisson_nmf.progress import SamplingProgress
@@ -85,7 +93,8 @@ def main(argv: list[str] | None = None) -> list[tuple[float, float, str | None]]
                    for k in ("worst_r_hat", "min_ess_bulk", "min_ess_tail"))  # fmt: skip
         print(f"  check at {c['draws']}: R-hat {r:.4f}, bulk ESS {b:.0f}, tail ESS {t:.0f}, "
               f"{c['entries_checked']} entries, {c['seconds']} s")  # fmt: skip
-    print(f"peak {peak[1]:.2f} GB at {peak[0]} s")
+    timed = "" if any(r[2] is None for r in log) else " (phase marks only: no timed sample)"
+    print(f"peak {peak[1]:.2f} GB at {peak[0]} s{timed}")
     for t, gb, name in log:
         if name:
             print(f"  {t:7.1f} s {gb:6.2f} GB  {name}")

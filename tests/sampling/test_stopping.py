@@ -323,3 +323,38 @@ def test_monitor_keeps_draws_in_one_array_and_checks_them_in_place():
     mon.release()
     with pytest.raises(RuntimeError, match="no draws"):
         mon.draws()
+
+
+def test_monitor_starts_small_when_the_planned_array_is_refused(monkeypatch):
+    # a huge max_draws (max_memory=None) whose array the system refuses: the monitor
+    # starts at two checks' worth and doubles, holding the same draws in order
+    import poisson_nmf.sampling.stopping as stopping
+
+    F, K, N = 4, 2, 3
+    rule = StoppingRule(chains=2, target_ess=10, max_draws=10**9, check_every=10)
+    mon, rng = _monitor_of_factors(F, K, N, rule, "W", seed=2)
+    real_empty = np.empty
+
+    def empty(shape, dtype=float):
+        if shape[1] > 10**6:
+            raise MemoryError("refused")
+        return real_empty(shape, dtype=dtype)
+
+    monkeypatch.setattr(stopping.np, "empty", empty)
+    sent = []
+    for _ in range(5):
+        blocks = [np.concatenate([(mon.W_ref * rng.gamma(50.0, 0.02, (10, F, K))).reshape(10, -1),
+                                  (mon.H_ref * rng.gamma(50.0, 0.02, (10, K, N))).reshape(10, -1)],
+                                 axis=1) for _ in range(2)]  # fmt: skip
+        sent.append(blocks)
+        mon.add(blocks)
+    assert mon._x.shape[1] == 80  # 20, then 40, then 80
+    x = mon.draws()
+    assert x.shape == (2, 50, F * K + K * N)
+    # H's entries come through the W normalisation scaled per draw; W's columns sum to 1
+    np.testing.assert_allclose(x[:, :, : F * K].reshape(2, 50, F, K).sum(2), 1.0)
+    first_H = sent[0][1][:, F * K :].reshape(-1, K, N)
+    first_W = sent[0][1][:, : F * K].reshape(-1, F, K)
+    np.testing.assert_allclose(
+        x[1, :10, F * K :].reshape(-1, K, N), first_H * first_W.sum(1)[:, :, None], rtol=1e-12
+    )
