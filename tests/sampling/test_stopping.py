@@ -260,6 +260,17 @@ def _monitor_of_factors(F, K, N, rule, normalize, seed):
     return ConvergenceMonitor(rule, unpack, W_ref, H_ref, normalize), rng
 
 
+def _blocks_near_reference(mon, rng, chains, d):
+    """Per chain, d independent draws of x (W's entries then H's) about 14 % around the
+    monitor's reference (Gamma(50, 1/50) factors)."""
+    W, H = mon.W_ref, mon.H_ref
+    return [
+        np.concatenate([(W * rng.gamma(50.0, 1 / 50.0, (d, *W.shape))).reshape(d, -1),
+                        (H * rng.gamma(50.0, 1 / 50.0, (d, *H.shape))).reshape(d, -1)], axis=1)
+        for _ in range(chains)
+    ]  # fmt: skip
+
+
 def test_checks_screen_the_worst_entries_first_with_the_same_decision():
     # a monitor fed independent draws of 30 x 3 W and 3 x 20 H (150 entries), one entry of
     # H shifted in chain 0 so that it never mixes: each check after the first computes
@@ -293,19 +304,9 @@ def test_monitor_keeps_draws_in_one_array_and_checks_them_in_place():
     F, K, N = 4, 2, 3
     rule = StoppingRule(chains=2, target_ess=10, max_draws=20, check_every=10)
     mon, rng = _monitor_of_factors(F, K, N, rule, "H", seed=1)
-    W_ref, H_ref = mon.W_ref, mon.H_ref
     sent = []
     for d in (10, 20, 30):  # the third block goes past max_draws
-        blocks = [
-            np.concatenate(
-                [
-                    (W_ref * rng.gamma(50.0, 1 / 50.0, (10, F, K))).reshape(10, -1),
-                    (H_ref * rng.gamma(50.0, 1 / 50.0, (10, K, N))).reshape(10, -1),
-                ],
-                axis=1,
-            )
-            for _ in range(2)
-        ]
+        blocks = _blocks_near_reference(mon, rng, chains=2, d=10)
         sent.append(blocks)
         mon.add(blocks)
         assert mon.draws().shape == (2, d, F * K + K * N)
@@ -343,9 +344,7 @@ def test_monitor_starts_small_when_the_planned_array_is_refused(monkeypatch):
     monkeypatch.setattr(stopping.np, "empty", empty)
     sent = []
     for _ in range(5):
-        blocks = [np.concatenate([(mon.W_ref * rng.gamma(50.0, 0.02, (10, F, K))).reshape(10, -1),
-                                  (mon.H_ref * rng.gamma(50.0, 0.02, (10, K, N))).reshape(10, -1)],
-                                 axis=1) for _ in range(2)]  # fmt: skip
+        blocks = _blocks_near_reference(mon, rng, chains=2, d=10)
         sent.append(blocks)
         mon.add(blocks)
     assert mon._x.shape[1] == 80  # 20, then 40, then 80

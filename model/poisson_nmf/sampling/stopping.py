@@ -227,8 +227,7 @@ class ConvergenceMonitor:
             if self._x is None:
                 self._x = self._allocate(len(blocks), d, flat.shape[1], flat.dtype)
             elif c == 0 and self._n + d > self._x.shape[1]:  # more draws than it holds
-                cap = max(2 * self._x.shape[1], self._n + d)
-                cap = max(min(cap, self.rule.max_draws), self._n + d)
+                cap = max(min(2 * self._x.shape[1], self.rule.max_draws), self._n + d)
                 grown = np.empty((self._x.shape[0], cap, self._x.shape[2]), self._x.dtype)
                 grown[:, : self._n] = self._x[:, : self._n]
                 self._x = grown
