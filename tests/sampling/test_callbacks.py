@@ -57,9 +57,30 @@ def test_sampler_coordinates_and_callback(small_counts):
     t0 = np.empty_like(x)
     ridge_map(e, F, N, K, 1.0 / beta - 1.0, np.ones_like(e), True, t0)
     np.testing.assert_allclose(t0, e / beta[0], rtol=1e-12)
+    # a continued chain's inner scale: z = y / inner, and the gradient in z is inner * grad_y
+    from dataclasses import replace
+
+    inner = rng.uniform(0.1, 10.0, x.size)
+    cont = replace(coords, inner=inner)
+    z = cont.to_y(x)
+    np.testing.assert_allclose(z, y / inner, rtol=1e-12)
+    model2 = nutpie_model(dens, z, cont)
+    ud2 = model2.user_data.ctypes.data
+    expand2 = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_uint64, ctypes.c_uint64, dptr, dptr,
+                               ctypes.c_void_p)(model2.compiled_expand_func.address)  # fmt: skip
+    assert expand2(z.size, z.size, z.ctypes.data_as(dptr), back.ctypes.data_as(dptr), ud2) == 0
+    np.testing.assert_allclose(back, x, rtol=1e-10, atol=1e-10)
+    fn2 = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_uint64, *(3 * [dptr]), ctypes.c_void_p)(
+        model2.compiled_logp_func.address
+    )
+    grad_z = np.empty_like(z)
+    assert fn2(z.size, z.ctypes.data_as(dptr), grad_z.ctypes.data_as(dptr),
+               lp.ctypes.data_as(dptr), ud2) == 0  # fmt: skip
+    np.testing.assert_allclose(grad_z, inner * grad_y, rtol=1e-9, atol=1e-9)
 
 
 def test_user_data_layout_is_named_and_complete():
     # every slot once, sizes first, then the addresses, in one contiguous record
-    assert SIZE == len(Slot) == 29 and [int(s) for s in Slot] == list(range(SIZE))
-    assert sorted(int(s) for s in ARRAY_SLOTS.values()) == list(range(Slot.INDPTR, Slot.LR_R))
+    assert SIZE == len(Slot) == 31 and [int(s) for s in Slot] == list(range(SIZE))
+    addresses = [*range(Slot.INDPTR, Slot.LR_R), Slot.INNER]
+    assert sorted(int(s) for s in ARRAY_SLOTS.values()) == addresses

@@ -25,7 +25,7 @@ def test_provenance_is_complete(small_tree):
 def test_groups_and_reference(small_tree):
     assert set(small_tree.children) == {
         "posterior", "sample_stats", "reference", "observed_data", "log_likelihood",
-        "posterior_predictive",
+        "posterior_predictive", "sampler_state",
     }  # fmt: skip
     ss = small_tree["sample_stats"]
     assert {"log_likelihood", "permutation", "scale", "lp", "diverging"} <= set(ss.data_vars)

@@ -16,6 +16,7 @@ The posterior sampled is exactly that of :func:`poisson_nmf.model.build_model`:
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Sequence
 from dataclasses import replace
@@ -31,6 +32,7 @@ from ..memory import DEFAULT_MAX_MEMORY
 from ..priors import GammaPriors
 from ..progress import ProgressArg, SamplingProgress
 from .cache import load_callbacks
+from .continuation import state_group
 from .density import LogDensity
 from .engine import sample_chains
 from .modes import detect_modes
@@ -43,6 +45,7 @@ from .postprocess import (
     posterior_groups,
     provenance,
     warn_modes,
+    with_stored_draws,
 )
 from .starts import chain_starts, jittered
 from .stopping import MAX_DRAWS, check_replay
@@ -244,13 +247,22 @@ def sample_posterior(
         starts = jittered(st, counts, dens, run.jitter, seeds.jitter)
         t_sample = time.perf_counter()
         bar.phase("sampling")
+        state: list[Any] = []
         runs, sampler_info, monitor = sample_chains(run, dens, starts, seeds.chains, st, bar,
-                                                    quiet=progress is False)  # fmt: skip
+                                                    quiet=progress is False, state=state,
+                                                    resume=resume)  # fmt: skip
         sampling_time = time.perf_counter() - t_sample
-        run = replace(run, draws=runs[0][0].shape[0])
         bar.phase("aligning the draws")
         aligned = align_chains(runs, dens, st.W_ref, st.H_ref, run.normalize)
+        continued = bool(sampler_info.get("resumed_without_warmup"))
+        if continued:
+            aligned = with_stored_draws(resume, aligned)  # type: ignore[arg-type]
+            sampler_info = {**json.loads(resume.attrs.get("sampler", "{}")),  # type: ignore[union-attr]
+                            **sampler_info}  # fmt: skip
+        run = replace(run, draws=aligned.W.shape[1])
         groups = posterior_groups(aligned, counts, st.W_ref, st.H_ref, run.normalize)
+        if state:
+            groups["sampler_state"] = state_group(*state)
         add_observed_data(groups, counts, pw_entries)
         if mem.pointwise_draws > 0:
             bar.phase("pointwise log-likelihood and predictive draws")
@@ -265,7 +277,7 @@ def sample_posterior(
                                 sampler_info, monitor)  # fmt: skip
         tree = keep_chains(tree, run.keep, modes)
         tree.attrs["total_time_s"] = time.perf_counter() - t_start
-        if resume is not None:
+        if resume is not None and not continued:
             check_replay(resume, tree)
         return tree
 

@@ -66,6 +66,8 @@ class Slot(IntEnum):
     LR_U = 26  # U^T (r, n)
     LR_C = 27  # c (r,)
     LR_R = 28  # r, the rank of the low-rank map (a size, not an address)
+    INNER = 29  # the inner scale t (n,) of a continued chain
+    INNER_N = 30  # its length: n, or 0 (t = 1, skipped)
 
 
 SIZE = len(Slot)
@@ -78,6 +80,7 @@ ARRAY_SLOTS: dict[str, Slot] = {
     "m_cols": Slot.M_COLS, "Vp": Slot.VP, "Op": Slot.OP, "Vs": Slot.VS, "Os": Slot.OS,
     "aw": Slot.AW, "bw": Slot.BW, "ah": Slot.AH, "bh": Slot.BH, "bm1": Slot.BM1,
     "scale": Slot.SCALE, "const": Slot.CONST, "U": Slot.LR_U, "c": Slot.LR_C,
+    "inner": Slot.INNER,
 }  # fmt: skip
 
 
@@ -95,6 +98,7 @@ def user_data(
     keep["const"] = np.array([dens.lik_const + dens.prior_const])
     keep["U"] = np.ascontiguousarray(coords.U.T, dtype=np.float64)  # (r, n)
     keep["c"] = np.ascontiguousarray(coords.c, dtype=np.float64)
+    keep["inner"] = np.ascontiguousarray(coords.inner, dtype=np.float64)
     ud = np.zeros(SIZE, dtype=np.uint64)
     ud[Slot.F], ud[Slot.N], ud[Slot.K] = dens.F, dens.N, dens.K
     ud[Slot.DENSE] = int(dens.dense)
@@ -105,6 +109,7 @@ def user_data(
     for name, slot in ARRAY_SLOTS.items():
         ud[slot] = keep[name].ctypes.data
     ud[Slot.LR_R] = coords.c.size
+    ud[Slot.INNER_N] = coords.inner.size
     return ud, keep
 
 
@@ -123,20 +128,23 @@ _as_pointer: Any = numba.extending.intrinsic(_as_pointer_typing)
 
 @numba.njit(nogil=True, cache=True)
 def _ud_maps(ud: np.ndarray, n: int) -> Any:  # pragma: no cover
-    """Read the coordinate maps from the user data: (F, N, K, bm1, scale, U^T, c)."""
+    """Read the coordinate maps from the user data: (F, N, K, bm1, scale, U^T, c, inner)."""
     F, N, K = int(ud[Slot.F]), int(ud[Slot.N]), int(ud[Slot.K])
     r = int(ud[Slot.LR_R])
     bm1 = numba.carray(_as_pointer(ud[Slot.BM1]), (K,), np.float64)
     scale = numba.carray(_as_pointer(ud[Slot.SCALE]), (n,), np.float64)
     UT = numba.carray(_as_pointer(ud[Slot.LR_U]), (r, n), np.float64)
     c = numba.carray(_as_pointer(ud[Slot.LR_C]), (r,), np.float64)
-    return F, N, K, bm1, scale, UT, c
+    inner = numba.carray(_as_pointer(ud[Slot.INNER]), (int(ud[Slot.INNER_N]),), np.float64)
+    return F, N, K, bm1, scale, UT, c, inner
 
 
 @numba.njit(nogil=True, cache=True)
 def _to_x(y: np.ndarray, ud: np.ndarray, out: np.ndarray) -> None:  # pragma: no cover
-    """Map the sampler's y to x = (log W, log H) = L (scale * (M y))."""
-    F, N, K, bm1, scale, UT, c = _ud_maps(ud, y.size)
+    """Map the sampler's y to x = (log W, log H) = L (scale * (M (inner * y)))."""
+    F, N, K, bm1, scale, UT, c, inner = _ud_maps(ud, y.size)
+    if inner.size:  # a continued chain's inner scale (empty: ones, no copy)
+        y = y * inner
     t = y  # M = I while no direction is learned: no copy
     if c.size:
         t = np.empty(y.size)
@@ -146,12 +154,14 @@ def _to_x(y: np.ndarray, ud: np.ndarray, out: np.ndarray) -> None:  # pragma: no
 
 @numba.njit(nogil=True, cache=True)
 def _grad_to_y(gx: np.ndarray, ud: np.ndarray, out: np.ndarray) -> None:  # pragma: no cover
-    """Carry a gradient in x to y: M (scale * (L gx)) (L and M are symmetric)."""
-    F, N, K, bm1, scale, UT, c = _ud_maps(ud, gx.size)
+    """Carry a gradient in x to y: inner * (M (scale * (L gx))) (L and M are symmetric)."""
+    F, N, K, bm1, scale, UT, c, inner = _ud_maps(ud, gx.size)
     t = np.empty(gx.size) if c.size else out  # M = I while no direction is learned
     ridge_map(gx, F, N, K, bm1, scale, False, t)
     if c.size:
         lowrank_map(t, UT, c, out)
+    for i in range(inner.size):
+        out[i] *= inner[i]
 
 
 @numba.njit(nogil=True, cache=True)

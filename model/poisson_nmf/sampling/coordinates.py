@@ -1,4 +1,4 @@
-r"""The sampler's coordinates: x = (log W, log H) = L (s * (M y)).
+r"""The sampler's coordinates: x = (log W, log H) = L (s * (M (t * y))).
 
 - **L, the scale ridges straightened.** Along :math:`w_{\cdot k} c, h_{k \cdot} / c` the
   likelihood is flat and only the prior bounds the density: in log space a straight
@@ -9,6 +9,8 @@ r"""The sampler's coordinates: x = (log W, log H) = L (s * (M y)).
 - **s**, each coordinate's conditional sd at the start.
 - **M = I + U diag(c) U^T**, stretching the few long directions that the warm-up learns
   (:mod:`poisson_nmf.sampling.warmup`; rank 0 at first).
+- **t**, an inner scale, ones except in a continued chain: there it makes nutpie's first
+  mass matrix the one the chain was tuned with (:mod:`poisson_nmf.sampling.continuation`).
 
 All three are fixed while draws are kept: a fixed linear map has a constant Jacobian,
 so the posterior sampled is exactly the same. The compiled maps here are also called by
@@ -17,7 +19,7 @@ the C callbacks (:mod:`poisson_nmf.sampling.callbacks`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numba
 import numpy as np
@@ -128,13 +130,15 @@ def lowrank_map(y: np.ndarray, UT: np.ndarray, c: np.ndarray, out: np.ndarray) -
 
 @dataclass(frozen=True)
 class Coords:
-    """The sampler's coordinates y: x = (log W, log H) = L (scale * (M y)).
+    """The sampler's coordinates y: x = (log W, log H) = L (scale * (M (inner * y))).
 
     L shortens the scale ridges (:func:`ridge_stretch`), ``scale`` puts every
     coordinate on its own sd, and M = I + U diag(c) U^T stretches the few directions
     that the warm-up found longest (:func:`learn_long_directions`; rank 0 at first).
-    All three are fixed while draws are kept, so the density of y is that of x times a
-    constant Jacobian: the same posterior.
+    ``inner`` (shape (n,); empty: ones) rescales each coordinate once more, for a
+    continued chain (:mod:`poisson_nmf.sampling.continuation`). All are fixed while
+    draws are kept, so the density of y is that of x times a constant Jacobian: the
+    same posterior.
     """
 
     F: int
@@ -143,14 +147,17 @@ class Coords:
     scale: np.ndarray
     U: np.ndarray
     c: np.ndarray
+    inner: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
     def to_y(self, x: np.ndarray) -> np.ndarray:
-        """Y of x, shape (n,) or (draws, n): M^-1 (L^-1 x / scale)."""
+        """Y of x, shape (n,) or (draws, n): M^-1 (L^-1 x / scale) / inner."""
         flat = np.ascontiguousarray(np.atleast_2d(x), dtype=np.float64)
         out = np.empty_like(flat)
         inv_c = 1.0 / (1.0 + self.c) - 1.0
         UT = np.ascontiguousarray(self.U.T)
         _rows_to_y(flat, self.F, self.N, 1.0 / self.beta - 1.0, self.scale, UT, inv_c, out)
+        if self.inner.size:
+            out /= self.inner
         return out.reshape(np.shape(x))
 
 

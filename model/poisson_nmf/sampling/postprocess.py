@@ -34,6 +34,7 @@ __all__ = [
     "posterior_groups",
     "provenance",
     "warn_modes",
+    "with_stored_draws",
 ]
 
 
@@ -86,6 +87,33 @@ def align_chains(
         del W, H, al
         out.stats.append(st)
     return out
+
+
+#: sample-stats variables posterior_groups derives (not nutpie's own)
+_DERIVED_STATS = ("lp", "tree_depth", "log_likelihood", "permutation", "scale", "component")
+
+
+def with_stored_draws(tree: xr.DataTree, new: AlignedDraws) -> AlignedDraws:
+    """Return the draws of a resumed fit ``tree`` followed by the ``new`` ones, per chain.
+
+    The stored draws are already normalised and aligned; their log-likelihood,
+    permutation and scale come from the stored sample stats, and only the sample-stats
+    variables both runs have are kept.
+    """
+    post, ss = tree["posterior"].to_dataset(), tree["sample_stats"].to_dataset()
+    W = np.concatenate([post["W"].values, new.W], axis=1)
+    H = np.concatenate([post["H"].values, new.H], axis=1)
+    perm = np.concatenate([ss["permutation"].values, new.permutation], axis=1)
+    scale = np.concatenate([ss["scale"].values, new.scale], axis=1)
+    loglik = np.concatenate([ss["log_likelihood"].values, new.loglik], axis=1)
+    old = ss.drop_vars([v for v in _DERIVED_STATS if v in ss.variables])
+    stats = []
+    for c, st in enumerate(new.stats):
+        both = [v for v in st.data_vars if v in old.data_vars and st[v].dtype != object]
+        before = old[both].isel(chain=c, drop=True).drop_vars("draw", errors="ignore")
+        after = st[both].drop_vars("draw", errors="ignore")
+        stats.append(xr.concat([before, after], dim="draw"))
+    return AlignedDraws(W, H, perm, scale, loglik, stats)
 
 
 def posterior_groups(

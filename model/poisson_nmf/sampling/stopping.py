@@ -41,8 +41,8 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -360,6 +360,8 @@ def run_until(
     done: int = 0,
     poll: float = 0.02,
     abort_on_divergence: bool = False,
+    chain_kws: Sequence[dict] | None = None,
+    offset: int = 0,
 ) -> list[tuple[np.ndarray, xr.Dataset]]:
     """Run one nutpie chain per start for up to ``max_draws`` draws, stopping by the rule.
 
@@ -375,8 +377,14 @@ def run_until(
     raise :class:`~poisson_nmf.sampling.adaptation.DivergedAttempt` as soon as a draw
     that would be kept diverges (:func:`~poisson_nmf.sampling.adaptation.settle_final_stage`
     then redoes the stage).
+
+    ``base`` is the nutpie model, or a list of one per chain; ``chain_kws`` adds settings
+    per chain. ``offset``: draws per chain the monitor already holds (a resumed run);
+    the samplers' draws come after them, and the rule's checkpoints count them.
     """
     import nutpie
+
+    from .engine import chain_model
 
     rule = monitor.rule
     C = len(starts)
@@ -404,10 +412,11 @@ def run_until(
 
     try:
         for c in range(C):
-            model = replace(base, initial_point_func=lambda seed, y0=starts[c]: y0.copy())
-            s = nutpie.sample(model, draws=rule.max_draws, tune=tune, chains=1, cores=1,
-                              seed=seeds[c], blocking=False, progress_callback=callback_for(c),
-                              progress_rate=50, **kw)  # fmt: skip
+            more = chain_kws[c] if chain_kws is not None else {}
+            s = nutpie.sample(chain_model(base, c, starts[c]), draws=rule.max_draws - offset,
+                              tune=tune, chains=1, cores=1, seed=seeds[c], blocking=False,
+                              progress_callback=callback_for(c), progress_rate=50, **kw,
+                              **more)  # fmt: skip
             samplers.append(s)
             if c >= cores:
                 s.pause()
@@ -429,7 +438,8 @@ def run_until(
             return bool(below)
 
         prev = 0
-        points = rule.checkpoints()
+        # each sampler's own draws: the rule's checkpoints less those held before
+        points = [p - offset for p in rule.checkpoints()]
         for i, d in enumerate(points):
             while schedule(tune + d):
                 _abort_if_diverged(first_div, d)
@@ -438,7 +448,7 @@ def run_until(
             blocks = _read_blocks(samplers, prev, d)
             if monitor.last_check_s > OVERLAP_AFTER_S and i + 1 < len(points):
                 schedule(tune + points[i + 1])  # the chains go on while the rule is checked
-            stop = monitor(blocks, d)
+            stop = monitor(blocks, offset + d)
             kept = d
             prev = d
             if stop:
