@@ -32,9 +32,13 @@ chain; an attempt stopped at its first divergence has ``"stopped_at_first_diverg
 and counts 1) and ``"target_accept_rule"`` (why: ``"escalate_on_divergence"`` or
 ``"user"``).
 
-Resuming (``resume=``) replays the chains with this rule again; a longer replay can
-see a divergence the stored run did not reach and escalate differently, in which case
-the stored draws do not come out again and ``check_replay`` warns.
+Resuming (``resume=``) continues the stored chains with the step size and mass matrix
+their final stage kept (:mod:`poisson_nmf.sampling.continuation`): there is no warm-up
+to redo, so a divergence in the new draws is counted and reported by ``diagnose``, not
+escalated. A fit without a stored sampler state is replayed with this rule again; a
+longer replay can see a divergence the stored run did not reach and escalate
+differently, in which case the stored draws do not come out again and
+``check_replay`` warns.
 
 Reference: Betancourt (2017), *A Conceptual Introduction to Hamiltonian Monte Carlo*,
 section 6.2 (divergences and their remedy by a smaller step size).

@@ -125,13 +125,18 @@ def sample_posterior(
         A run of ``sample_posterior`` (or :func:`poisson_nmf.load_fit`) to go on from,
         on the same ``V`` and ``n_components``: its settings (priors, tune, chains, seed,
         ...) are used, its chains continued to ``max_draws`` (or ``draws``, which must
-        exceed the draws it holds). nutpie cannot start a chain from a stored step size
-        and mass matrix, so the chains are replayed from the stored seed (the warm-up
-        and the draws held are computed again, exactly, and compared with the stored
-        ones: a :class:`UserWarning` if they differ) and go on from there. It costs
-        the first run's time again; no new warm-up enters the draws. Needs a run seeded
-        with an int or ``None`` (``settings["replay_seed"]``) and started at
-        ``init="map"`` or ``"restarts"``. ``priors``, ``tune``, ``chains``,
+        exceed the draws it holds). Each chain goes on from the state stored with the
+        fit (its ``sampler_state`` group: the last kept point, nutpie's tuned step size
+        and mass matrix, the coordinate maps) with **no warm-up**
+        (:mod:`poisson_nmf.sampling.continuation`); the stored draws are kept as they
+        are and the new ones follow (``attrs["sampler"]["resumed_without_warmup"]``).
+        A fit without that group (made before it existed, or with ``sampler="pymc"``)
+        is replayed from the stored seed instead: the warm-up and the draws held are
+        computed again (a :class:`UserWarning` if they differ from the stored ones),
+        then go on. Needs a run seeded with an int or ``None``
+        (``settings["replay_seed"]``) and started at ``init="map"`` or ``"restarts"``
+        (the MAP, the draws' alignment reference, is computed again from that seed).
+        ``priors``, ``tune``, ``chains``,
         ``random_seed``, ``sampler``, ``precision``, ``normalize``, ``init`` or
         ``jitter`` given unlike the stored run's raise ``ValueError`` (an argument equal
         to its default counts as not given).

@@ -1,7 +1,8 @@
 """Sample until clean: the stopping rule of :func:`poisson_nmf.sample_posterior`.
 
-With ``draws=None`` every chain is one nutpie run of ``max_draws`` draws after its
-warm-up, **paused at checkpoints** (every ``check_every`` draws per chain) and stopped at
+With ``draws=None`` every chain is one nutpie run of ``max_draws`` draws, continuing
+its tuned warm-up (:mod:`poisson_nmf.sampling.continuation`), **paused at
+checkpoints** (every ``check_every`` draws per chain) and stopped at
 the first checkpoint where every entry of W and H, normalised and aligned as reported,
 meets the thresholds. The kept draws are then a prefix of that run: a chain's draws do
 not depend on ``num_draws``, nor on when it was paused (nutpie draws them one after the
