@@ -45,6 +45,9 @@ def test_chains_in_different_modes_are_detected():
     kept = select_chains(tree, again.main_chains)
     assert kept["posterior"].sizes["chain"] == 2
     assert json.loads(kept.attrs["kept_chains"]) == again.main_chains
+    # a chain twice would pass for two chains that agree (R-hat, ESS, resume)
+    with pytest.raises(ValueError, match=r"chains must not repeat a chain, got \[0, 0\]"):
+        select_chains(tree, [0, 0])
     with pytest.warns(MultipleModesWarning):
         main = sample_posterior(
             V, 2, draws=60, tune=60, chains=4, init=init, random_seed=1, keep="main"

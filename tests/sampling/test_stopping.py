@@ -376,3 +376,37 @@ def test_monitor_starts_small_when_the_planned_array_is_refused(monkeypatch):
     np.testing.assert_allclose(
         x[1, :10, F * K :].reshape(-1, K, N), first_H * first_W.sum(1)[:, :, None], rtol=1e-12
     )
+
+
+def _with_state(tree, **changes):
+    """``tree`` with some variables of its sampler_state replaced."""
+    import xarray as xr
+
+    groups = {k: v.to_dataset() for k, v in tree.children.items()}
+    groups["sampler_state"] = groups["sampler_state"].assign(
+        {k: (groups["sampler_state"][k].dims, v) for k, v in changes.items()}
+    )
+    out = xr.DataTree.from_dict(groups)
+    out.attrs = dict(tree.attrs)
+    return out
+
+
+def test_resume_refuses_a_state_that_is_not_the_chains_own(counts, clean):
+    d = clean["posterior"].sizes["draw"]
+    more = {"max_draws": d + 500}
+    # sliced after sampling: the stored state is where draw d - 1 is, not draw 99
+    with pytest.raises(ValueError, match="chain 0's stored state is not where its last"):
+        pnmf.sample_posterior(counts, 2, resume=clean.isel(draw=slice(0, 100)), **more)
+    st = clean["sampler_state"]
+    bad = {
+        "step_size": (np.zeros(2), "'step_size' must be positive"),
+        "mass_matrix_std": (np.full(st["mass_matrix_std"].shape, np.inf), "is not finite"),
+    }
+    for name, (value, match) in bad.items():
+        with pytest.raises(ValueError, match=match):
+            pnmf.sample_posterior(counts, 2, resume=_with_state(clean, **{name: value}), **more)
+    # a nutpie fit without the group (made before it was stored) cannot be continued
+    old = clean.copy()
+    del old["sampler_state"]
+    with pytest.raises(ValueError, match="holds no sampler_state"):
+        pnmf.sample_posterior(counts, 2, resume=old, **more)

@@ -130,10 +130,11 @@ def sample_posterior(
         and mass matrix, the coordinate maps) with **no warm-up**
         (:mod:`poisson_nmf.sampling.continuation`); the stored draws are kept as they
         are and the new ones follow (``attrs["sampler"]["resumed_without_warmup"]``).
-        A fit without that group (made before it existed, or with ``sampler="pymc"``)
-        is replayed from the stored seed instead: the warm-up and the draws held are
-        computed again (a :class:`UserWarning` if they differ from the stored ones),
-        then go on. Needs a run seeded with an int or ``None``
+        A ``sampler="pymc"`` fit is replayed from the stored seed instead: the warm-up
+        and the draws held are computed again (a :class:`UserWarning` if they differ
+        from the stored ones), then go on; a nutpie fit without ``sampler_state``
+        (made before 2026-12-01) is refused, as is a state that is invalid or not the
+        stored chains' own (a sliced or thinned fit). Needs a run seeded with an int or ``None``
         (``settings["replay_seed"]``) and started at ``init="map"`` or ``"restarts"``
         (the MAP, the draws' alignment reference, is computed again from that seed).
         ``priors``, ``tune``, ``chains``,

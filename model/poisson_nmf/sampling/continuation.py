@@ -44,6 +44,7 @@ from .nutpie_model import nutpie_model
 
 __all__ = [
     "FIXED_KW",
+    "check_state",
     "GRAD_FLOOR",
     "TUNE_KW",
     "ChainState",
@@ -178,3 +179,49 @@ def stored_blocks(tree: Any) -> list[np.ndarray]:
     C, D = W.shape[:2]
     return [np.log(np.concatenate([W[c].reshape(D, -1), H[c].reshape(D, -1)], axis=1))
             for c in range(C)]  # fmt: skip
+
+
+def check_state(tree: Any, F: int, N: int, K: int) -> None:
+    """Refuse a stored ``sampler_state`` that is invalid or not the stored chains' own.
+
+    The state must be finite, with positive sds, step size and scales, of the fit's
+    shape, and each chain's stored point must give the rate WH of its last stored draw
+    (a tree sliced, thinned or edited after sampling does not).
+
+    Raises
+    ------
+    ValueError
+        Naming what is wrong.
+    """
+    ds = tree["sampler_state"].to_dataset()
+    n = (F + N) * K
+    C, D = tree["posterior"].sizes["chain"], tree["posterior"].sizes["draw"]
+    shapes = {"position": (C, n), "mass_matrix_std": (C, n), "step_size": (C,),
+              "ridge_beta": (K,), "coordinate_scale": (n,)}  # fmt: skip
+    for name in (*shapes, "long_directions", "long_direction_stretch"):
+        if name not in ds:
+            raise ValueError(f"resume: the fit's sampler_state has no {name!r}")
+    for name, shape in shapes.items():
+        if ds[name].shape != shape:
+            raise ValueError(f"resume: sampler_state {name!r} has shape {ds[name].shape}, "
+                             f"expected {shape} for this fit")  # fmt: skip
+    if ds["long_directions"].shape[0] != n or ds["long_direction_stretch"].ndim != 1:
+        raise ValueError("resume: sampler_state's long directions do not fit this fit")
+    for name in ds.data_vars:
+        if not np.all(np.isfinite(ds[name].values)):
+            raise ValueError(f"resume: sampler_state {name!r} is not finite")
+    for name in ("mass_matrix_std", "step_size", "coordinate_scale"):
+        if not np.all(ds[name].values > 0):
+            raise ValueError(f"resume: sampler_state {name!r} must be positive")
+    x = ds["position"].values
+    W, H = np.exp(x[:, : F * K]).reshape(C, F, K), np.exp(x[:, F * K :]).reshape(C, K, N)
+    Wd = np.asarray(tree["posterior"]["W"].values[:, D - 1], dtype=np.float64)
+    Hd = np.asarray(tree["posterior"]["H"].values[:, D - 1], dtype=np.float64)
+    for c in range(C):
+        # normalising and aligning a draw leaves WH as it is (to rounding)
+        if not np.allclose(W[c] @ H[c], Wd[c] @ Hd[c], rtol=1e-6, atol=1e-12):
+            raise ValueError(
+                f"resume: chain {c}'s stored state is not where its last stored draw is "
+                "(was the fit sliced, thinned or edited?); resume needs the fit as "
+                "sample_posterior returned it (save_fit / load_fit keep it)"
+            )

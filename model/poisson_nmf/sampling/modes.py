@@ -167,6 +167,8 @@ def select_chains(idata: xr.DataTree, chains: Sequence[int]) -> xr.DataTree:
     chains = [int(c) for c in chains]
     if not chains:
         raise ValueError("chains must name at least one chain to keep")
+    if len(set(chains)) != len(chains):
+        raise ValueError(f"chains must not repeat a chain, got {chains}")
     groups = {}
     for name, node in idata.children.items():
         ds = node.to_dataset()

@@ -634,8 +634,10 @@ def resume_settings(
         ``tree`` is not a DataTree from :func:`poisson_nmf.sample_posterior`.
     ValueError
         The counts, ``n_components``, ``map_kwargs`` or ``nuts_kwargs`` differ from the
-        run's, a ``given`` setting differs from the run's, or the run cannot be
-        replayed (seeded with a Generator, explicit starts, chains dropped by ``keep``).
+        run's, a ``given`` setting differs from the run's, the run cannot be
+        continued (seeded with a Generator, explicit starts, chains dropped by
+        ``keep``, a nutpie fit without ``sampler_state``) or its stored sampler state
+        is invalid or not its chains' own (:func:`~poisson_nmf.sampling.continuation.check_state`).
     """
     st = _stored_settings(tree)
     if tree.attrs.get("method") == "vi":
@@ -647,6 +649,11 @@ def resume_settings(
         raise ValueError(
             "resume: this run cannot be replayed (it was seeded with a Generator or made "
             "before replay seeds were recorded); start a new run with an int random_seed"
+        )
+    if st.get("sampler") == "nutpie" and "sampler_state" not in tree.children:
+        raise ValueError(
+            "resume: this fit holds no sampler_state (made before 2026-12-01, or the group "
+            "was dropped), so its chains cannot be continued; start a new run"
         )
     if st.get("init") not in ("map", "restarts"):
         raise ValueError("resume: the run started from explicit init values, which are not stored")
@@ -670,6 +677,11 @@ def resume_settings(
             f"resume: the run kept {tree['posterior'].sizes['chain']} of its {C} chains "
             f"(keep={keep!r}); resume needs every chain"
         )
+    if "sampler_state" in tree.children:
+        from .continuation import check_state
+
+        F, N = counts.shape
+        check_state(tree, F, N, n_components)
     bad = resume_conflicts(tree, given or {})
     if bad:
         raise ValueError(
