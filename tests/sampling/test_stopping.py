@@ -62,6 +62,13 @@ def test_same_draws_as_explicit_draws(counts, clean):
     }  # fmt: skip
 
 
+def test_rule_settings_beside_explicit_draws_are_ignored_with_a_warning(counts):
+    with pytest.warns(UserWarning, match=r"max_draws, max_time only apply with draws=None"):
+        fit = pnmf.sample_posterior(counts, 2, draws=20, max_draws=10, max_time=1.0, **TINY)
+    assert fit["posterior"].sizes["draw"] == 20  # neither the budget nor the time cut it
+    assert json.loads(fit.attrs["stopping"])["rule"] == "fixed"
+
+
 def test_stops_at_max_draws_and_says_so(counts):
     tree = pnmf.sample_posterior(counts, 2, random_seed=5, max_draws=120, **NEVER, **TINY)
     stop = json.loads(tree.attrs["stopping"])

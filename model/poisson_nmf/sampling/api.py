@@ -106,7 +106,9 @@ def sample_posterior(
         ``None`` (default): draw until clean (every entry of W and H meets
         ``target_rhat`` and ``target_ess``) or until ``max_draws`` (or ``max_time``),
         checked every 500 draws per chain; the same chains go on, without a new
-        warm-up (:mod:`poisson_nmf.sampling.stopping`). An int: exactly that many draws per chain.
+        warm-up (:mod:`poisson_nmf.sampling.stopping`). An int: exactly that many draws per
+        chain (``target_rhat``, ``target_ess``, ``max_draws`` and ``max_time`` given
+        beside it are ignored, with a ``UserWarning``).
         ``attrs["stopping"]`` says which, and why the run stopped.
     tune, chains : int
         Tuning steps per chain, and the number of chains.

@@ -117,6 +117,11 @@ def settle_arguments(a: dict[str, Any]) -> RunArgs:
     rule = stopping_rule(a["draws"], a["sampler"], a["target_rhat"], a["target_ess"],
                          a["max_draws"], a["max_time"], a["chains"])  # fmt: skip
     draws = a["draws"]
+    if rule is None and (ignored := explicit(a, RULE_ARGS)):
+        warn_user(
+            f"{', '.join(ignored)} only apply with draws=None (draw until clean); with "
+            f"draws={draws} the run draws exactly that many per chain and ignores them"
+        )
     if rule is not None:
         rule = replace(rule, start=resumed_from or 0)
         draws = rule.max_draws  # the most it can be, for the progress bar
@@ -251,6 +256,10 @@ def replay_seed(random_seed: Any) -> int | None:
     if random_seed is None:
         return int(np.random.SeedSequence().generate_state(2, np.uint32).view(np.uint64)[0] >> 1)
     return None  # a Generator or SeedSequence: not replayable
+
+
+#: the stopping rule's settings, ignored with an explicit ``draws``
+RULE_ARGS = ("target_rhat", "target_ess", "max_draws", "max_time")
 
 
 def stopping_rule(
