@@ -142,7 +142,9 @@ def sample_posterior(
         ``priors``, ``tune``, ``chains``,
         ``random_seed``, ``sampler``, ``precision``, ``normalize``, ``init`` or
         ``jitter`` given unlike the stored run's raise ``ValueError`` (an argument equal
-        to its default counts as not given).
+        to its default counts as not given). The stopping rule's ``target_rhat``,
+        ``target_ess`` and ``max_time`` are this call's, not the stored run's: a resume
+        may ask for more than the first run did.
     cores : int, optional
         Chains run at the same time (default: ``min(chains, os.cpu_count())``).
     random_seed : int, numpy.random.Generator or None
