@@ -1,6 +1,7 @@
 """The stopping rule of sample_posterior (draws=None) and resume."""
 
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -20,9 +21,16 @@ def counts():
     return rng.poisson(rng.gamma(2.0, 1.0, (10, 2)) @ rng.gamma(2.0, 2.0, (2, 8)))
 
 
+# the runs that must stop clean: two warm-up stages (tune >= 300) learn this table's slow
+# direction; with one (TINY) it mixes slowly enough that some seeds, or the same seed on
+# another CPU (the float32 kernel rounds differently), reach the 4000-draw budget. With
+# tune=400, seeds 1 to 8 stopped clean at 1000 to 2000 draws per chain (2026-12-02).
+TUNED = {**TINY, "tune": 400}
+
+
 @pytest.fixture(scope="module")
 def clean(counts):
-    return pnmf.sample_posterior(counts, 2, random_seed=4, target_ess=200, **TINY)
+    return pnmf.sample_posterior(counts, 2, random_seed=4, target_ess=200, **TUNED)
 
 
 def test_rule_thresholds_are_diagnoses():
@@ -47,24 +55,31 @@ def test_stops_when_clean(clean):
     assert checks["ess_bulk"].value >= 200
 
 
-def test_same_draws_as_explicit_draws(counts, clean):
-    # the kept draws are a prefix of one run: stopping at d keeps exactly draws=d's draws
-    # at the target_accept it kept (this table diverges at 0.8; adaptation.py redoes the
-    # final stage, and a shorter run can see fewer divergences, so it is given here)
-    d = clean["posterior"].sizes["draw"]
-    ta = json.loads(clean.attrs["sampler"])["target_accept"]
-    nuts = {"nuts_kwargs": {"target_accept": ta}}
-    fixed = pnmf.sample_posterior(counts, 2, random_seed=4, draws=d, **nuts, **TINY)
-    np.testing.assert_array_equal(fixed["posterior"]["W"].values, clean["posterior"]["W"].values)
-    np.testing.assert_array_equal(fixed["posterior"]["H"].values, clean["posterior"]["H"].values)
+def test_same_draws_as_explicit_draws(counts):
+    # the kept draws are a prefix of one run: stopping at d keeps exactly draws=d's draws.
+    # target_accept is given to both, so that neither redoes its final stage
+    # (adaptation.py): a rule's attempt stopped at a divergence past d would be kept by
+    # the shorter fixed run, and which attempts diverge depends on the CPU's rounding
+    nuts = {"nuts_kwargs": {"target_accept": 0.9}}
+    until = pnmf.sample_posterior(counts, 2, random_seed=4, target_ess=200, **nuts, **TUNED)
+    d = until["posterior"].sizes["draw"]
+    fixed = pnmf.sample_posterior(counts, 2, random_seed=4, draws=d, **nuts, **TUNED)
+    np.testing.assert_array_equal(fixed["posterior"]["W"].values, until["posterior"]["W"].values)
+    np.testing.assert_array_equal(fixed["posterior"]["H"].values, until["posterior"]["H"].values)
     assert json.loads(fixed.attrs["stopping"]) == {
         "rule": "fixed", "reason": "fixed", "draws_per_chain": d, "resumed_from": None,
     }  # fmt: skip
 
 
 def test_rule_settings_beside_explicit_draws_are_ignored_with_a_warning(counts):
-    with pytest.warns(UserWarning, match=r"max_draws, max_time only apply with draws=None"):
-        fit = pnmf.sample_posterior(counts, 2, draws=20, max_draws=10, max_time=1.0, **TINY)
+    # recorded rather than pytest.warns: 20 draws may also warn of divergences or modes,
+    # which pytest.warns would raise again (filterwarnings = error)
+    with warnings.catch_warnings(record=True) as got:
+        warnings.simplefilter("always")
+        fit = pnmf.sample_posterior(counts, 2, draws=20, max_draws=10, max_time=1.0,
+                                    random_seed=3, **TINY)  # fmt: skip
+    said = [str(w.message) for w in got if w.category is UserWarning]
+    assert any(m.startswith("max_draws, max_time only apply with draws=None") for m in said)
     assert fit["posterior"].sizes["draw"] == 20  # neither the budget nor the time cut it
     assert json.loads(fit.attrs["stopping"])["rule"] == "fixed"
 
@@ -98,7 +113,7 @@ def test_pausing_chains_does_not_change_draws(counts):
 def test_sampling_during_checks_does_not_change_draws(counts, clean, monkeypatch):
     # the chains go on during a slow check (scheduling only): the kept draws are the same
     monkeypatch.setattr("poisson_nmf.sampling.stopping.OVERLAP_AFTER_S", -1.0)
-    again = pnmf.sample_posterior(counts, 2, random_seed=4, target_ess=200, **TINY)
+    again = pnmf.sample_posterior(counts, 2, random_seed=4, target_ess=200, **TUNED)
     np.testing.assert_array_equal(again["posterior"]["H"].values, clean["posterior"]["H"].values)
 
 
@@ -158,7 +173,7 @@ def test_bad_stopping_arguments(counts, clean):
 @pytest.mark.parametrize(
     ("given", "match"),
     [
-        ({"tune": 50}, r"whose tune=150: drop tune=50 or start a new run \(without resume\)"),
+        ({"tune": 50}, r"whose tune=400: drop tune=50 or start a new run \(without resume\)"),
         (
             {"chains": 3, "random_seed": 5},
             r"whose chains=2, random_seed=4: drop chains=3, random_seed=5 or start a new run",

@@ -130,9 +130,11 @@ class TargetAcceptSchedule:
 
     @classmethod
     def from_nuts_kwargs(
-        cls, nuts_kwargs: dict[str, Any], ladder: Sequence[float] = TARGET_ACCEPT_LADDER
+        cls, nuts_kwargs: dict[str, Any], ladder: Sequence[float] | None = None
     ) -> TargetAcceptSchedule:
         """Return the user's ``target_accept`` alone if ``nuts_kwargs`` sets one, else ``ladder``.
+
+        ``ladder`` defaults to :data:`TARGET_ACCEPT_LADDER`, read at the call.
 
         Raises
         ------
@@ -146,15 +148,16 @@ class TargetAcceptSchedule:
                     f"nuts_kwargs['target_accept'] must be a number in (0, 1), got {v!r}"
                 )
             return cls((float(v),), user=True)
-        return cls(tuple(ladder))
+        return cls(tuple(TARGET_ACCEPT_LADDER if ladder is None else ladder))
 
     def kwargs(self, i: int, base: dict[str, Any]) -> dict[str, Any]:
-        """Nutpie keywords for attempt ``i``: ``base``, with the ladder's value from the second.
+        """Nutpie keywords for attempt ``i``: ``base``, with the ladder's value.
 
-        The first attempt passes ``base`` unchanged (nutpie's default, or the user's
-        value), so that runs without divergences are exactly as without this rule.
+        The first attempt passes ``base`` unchanged where its value is nutpie's default
+        or the user's (already in ``base``), so that runs without divergences are
+        exactly as without this rule; a ladder that starts elsewhere passes its value.
         """
-        if i == 0:
+        if i == 0 and (self.user or self.ladder[0] == DEFAULT_TARGET_ACCEPT):
             return base
         return {**base, "target_accept": self.ladder[i]}
 
