@@ -239,8 +239,6 @@ def test_nuts_kwargs_are_stored_as_numbers():
     assert not same_kwargs(None, {"target_accept": 0.85})
 
 
-# 20 draws of this tiny table may sit in two modes: beside the point here
-@pytest.mark.filterwarnings("ignore::poisson_nmf.exceptions.MultipleModesWarning")
 def test_a_run_stores_target_accept_as_a_number(counts):
     tree = pnmf.sample_posterior(counts, 2, draws=20, random_seed=1,
                                  nuts_kwargs={"target_accept": 0.85}, **TINY)  # fmt: skip
